@@ -1,0 +1,121 @@
+// The host-wide configuration, hostinfo.toml: the administrator's master switch, where policies
+// and runtime sockets live, and how often the cache samples. Precedence, lowest first: built-in
+// defaults, the file, HOSTINFO_* environment variables, command-line overrides.
+
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { ConfigError } from './config-error.js';
+import { TableReader } from './table-reader.js';
+import { parseTomlDocument } from './toml-file.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/hostinfo/hostinfo.toml';
+export const DEFAULT_POLICY_DIR = '/etc/hostinfo/policies';
+export const DEFAULT_CACHE_INTERVAL_SECONDS = 1.0;
+export const DEFAULT_MAX_AGE_SECONDS = 5.0;
+
+export interface HostConfig {
+  /** The file the settings came from; undefined when none existed at the default path. */
+  readonly file: string | undefined;
+  /** Host-wide switch: nothing is served to any guest unless this is true. */
+  readonly enabled: boolean;
+  readonly policyDir: string;
+  readonly runtimeDir: string;
+  readonly cache: { readonly intervalSeconds: number; readonly maxAgeSeconds: number };
+}
+
+export interface ConfigEnvironment {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** Effective uid: root gets /run/hostinfo, anyone else their XDG runtime directory. */
+  readonly uid: number;
+  readonly cwd: string;
+}
+
+export interface ConfigOverrides {
+  readonly configPath?: string | undefined;
+  readonly policyDir?: string | undefined;
+  readonly runtimeDir?: string | undefined;
+}
+
+const TOP_LEVEL_KEYS = ['enabled', 'policy_dir', 'runtime_dir', 'cache'] as const;
+const CACHE_KEYS = ['interval', 'max_age'] as const;
+
+export function defaultRuntimeDir(environment: ConfigEnvironment): string {
+  if (environment.uid === 0) return '/run/hostinfo';
+  const xdg = environment.env['XDG_RUNTIME_DIR'];
+  if (xdg === undefined || xdg === '') {
+    throw new ConfigError('CONFIG_RANGE', {
+      file: '(environment)',
+      key: 'XDG_RUNTIME_DIR',
+      expected: 'a per-user runtime directory, or runtime_dir in hostinfo.toml, or HOSTINFO_RUNTIME_DIR',
+      received: 'unset',
+    }, 'no runtime directory for a non-root user');
+  }
+  return resolve(xdg, 'hostinfo');
+}
+
+/** What hostinfo.toml itself says; paths still unset fall back later in loadHostConfig. */
+export interface HostConfigFileSettings {
+  readonly enabled: boolean;
+  readonly policyDir: string | undefined;
+  readonly runtimeDir: string | undefined;
+  readonly cache: HostConfig['cache'];
+}
+
+/** Parses hostinfo.toml text. Relative paths in it are relative to the file's own directory. */
+export function parseHostConfig(text: string, file: string): HostConfigFileSettings {
+  const top = new TableReader(parseTomlDocument(text, file), text, file);
+  top.rejectUnknownKeys(TOP_LEVEL_KEYS);
+  const cache = top.subTable('cache');
+  cache?.rejectUnknownKeys(CACHE_KEYS);
+  const intervalSeconds = cache?.positiveSeconds('interval', DEFAULT_CACHE_INTERVAL_SECONDS) ?? DEFAULT_CACHE_INTERVAL_SECONDS;
+  const maxAgeSeconds = cache?.positiveSeconds('max_age', DEFAULT_MAX_AGE_SECONDS) ?? DEFAULT_MAX_AGE_SECONDS;
+  if (cache !== undefined && maxAgeSeconds < intervalSeconds) {
+    // Otherwise every sample would already be stale before the next one arrives.
+    throw cache.error('CONFIG_RANGE', 'max_age', `at least cache.interval (${intervalSeconds})`, String(maxAgeSeconds));
+  }
+  const base = dirname(resolve(file));
+  return {
+    enabled: top.boolean('enabled', false),
+    policyDir: top.has('policy_dir') ? resolve(base, top.string('policy_dir', '')) : undefined,
+    runtimeDir: top.has('runtime_dir') ? resolve(base, top.string('runtime_dir', '')) : undefined,
+    cache: { intervalSeconds, maxAgeSeconds },
+  };
+}
+
+/** Built-in settings when no config file exists: everything off. */
+const NO_FILE_SETTINGS: HostConfigFileSettings = {
+  enabled: false,
+  policyDir: undefined,
+  runtimeDir: undefined,
+  cache: { intervalSeconds: DEFAULT_CACHE_INTERVAL_SECONDS, maxAgeSeconds: DEFAULT_MAX_AGE_SECONDS },
+};
+
+/**
+ * Loads the effective host config. A file named explicitly (flag or HOSTINFO_CONFIG) must exist;
+ * a missing file at the default path means "not set up", which is the disabled default.
+ */
+export async function loadHostConfig(overrides: ConfigOverrides, environment: ConfigEnvironment): Promise<HostConfig> {
+  const named = overrides.configPath ?? nonEmpty(environment.env['HOSTINFO_CONFIG']);
+  const file = resolve(environment.cwd, named ?? DEFAULT_CONFIG_PATH);
+  let text: string | undefined;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (named !== undefined || code !== 'ENOENT') {
+      throw new ConfigError('CONFIG_READ', { file, expected: 'a readable file', received: code ?? String(error) }, 'cannot read config');
+    }
+  }
+  const settings = text === undefined ? NO_FILE_SETTINGS : parseHostConfig(text, file);
+  const fromEnvironment = (value: string | undefined): string | undefined =>
+    value === undefined ? undefined : resolve(environment.cwd, value);
+  const policyDir = fromEnvironment(overrides.policyDir ?? nonEmpty(environment.env['HOSTINFO_POLICY_DIR'])) ??
+    settings.policyDir ?? DEFAULT_POLICY_DIR;
+  const runtimeDir = fromEnvironment(overrides.runtimeDir ?? nonEmpty(environment.env['HOSTINFO_RUNTIME_DIR'])) ??
+    settings.runtimeDir ?? defaultRuntimeDir(environment);
+  return { file: text === undefined ? undefined : file, enabled: settings.enabled, policyDir, runtimeDir, cache: settings.cache };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}

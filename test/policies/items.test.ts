@@ -1,0 +1,25 @@
+import t from 'tap';
+import { DEFAULT_ALLOWED_ITEMS, HOST_ITEM_NAMES, ITEMS, ITEM_NAMES, isHostItemName, isItemName } from '../../policies/items.js';
+
+t.test('the default allow list is exactly the one the policy format documents', async (t) => {
+  t.same([...DEFAULT_ALLOWED_ITEMS].sort(), ['cpuusage', 'loadavg', 'physcores', 'physcpus', 'physmem', 'pressure', 'sockets', 'uptime', 'vcpudelay']);
+});
+
+t.test('sensitive items are never allowed by default', async (t) => {
+  const sensitive = ITEM_NAMES.filter((name) => ITEMS[name].sensitive);
+  t.same(sensitive, ['hostname', 'kernel', 'vmcount']);
+  for (const name of sensitive) t.notOk(DEFAULT_ALLOWED_ITEMS.includes(name), name);
+});
+
+t.test('per-VM items are not sampled by the host cache', async (t) => {
+  t.same(ITEM_NAMES.filter((name) => !isHostItemName(name)), ['hosttime', 'hypervisor', 'vcpudelay']);
+  t.equal(HOST_ITEM_NAMES.length + 3, ITEM_NAMES.length);
+});
+
+t.test('item names are recognised exactly, not through the prototype chain', async (t) => {
+  t.ok(isItemName('physcpus'));
+  t.notOk(isItemName('PHYSCPUS'));
+  t.notOk(isItemName('toString'));
+  t.notOk(isItemName('__proto__'));
+  t.notOk(isHostItemName('constructor'));
+});
