@@ -20,6 +20,11 @@ export interface HostConfig {
   readonly enabled: boolean;
   readonly policyDir: string;
   readonly runtimeDir: string;
+  /**
+   * Group allowed into the runtime directory and onto the cache socket (mode 0750/0660), for
+   * sidecars run by another user than the cache; undefined keeps both owner-only.
+   */
+  readonly group: string | undefined;
   readonly cache: { readonly intervalSeconds: number; readonly maxAgeSeconds: number };
 }
 
@@ -36,7 +41,7 @@ export interface ConfigOverrides {
   readonly runtimeDir?: string | undefined;
 }
 
-const TOP_LEVEL_KEYS = ['enabled', 'policy_dir', 'runtime_dir', 'cache'] as const;
+const TOP_LEVEL_KEYS = ['enabled', 'policy_dir', 'runtime_dir', 'group', 'cache'] as const;
 const CACHE_KEYS = ['interval', 'max_age'] as const;
 
 export function defaultRuntimeDir(environment: ConfigEnvironment): string {
@@ -58,6 +63,7 @@ export interface HostConfigFileSettings {
   readonly enabled: boolean;
   readonly policyDir: string | undefined;
   readonly runtimeDir: string | undefined;
+  readonly group: string | undefined;
   readonly cache: HostConfig['cache'];
 }
 
@@ -78,6 +84,7 @@ export function parseHostConfig(text: string, file: string): HostConfigFileSetti
     enabled: top.boolean('enabled', false),
     policyDir: top.has('policy_dir') ? resolve(base, top.string('policy_dir', '')) : undefined,
     runtimeDir: top.has('runtime_dir') ? resolve(base, top.string('runtime_dir', '')) : undefined,
+    group: top.has('group') ? top.string('group', '') : undefined,
     cache: { intervalSeconds, maxAgeSeconds },
   };
 }
@@ -87,6 +94,7 @@ const NO_FILE_SETTINGS: HostConfigFileSettings = {
   enabled: false,
   policyDir: undefined,
   runtimeDir: undefined,
+  group: undefined,
   cache: { intervalSeconds: DEFAULT_CACHE_INTERVAL_SECONDS, maxAgeSeconds: DEFAULT_MAX_AGE_SECONDS },
 };
 
@@ -113,7 +121,14 @@ export async function loadHostConfig(overrides: ConfigOverrides, environment: Co
     settings.policyDir ?? DEFAULT_POLICY_DIR;
   const runtimeDir = fromEnvironment(overrides.runtimeDir ?? nonEmpty(environment.env['HOSTINFO_RUNTIME_DIR'])) ??
     settings.runtimeDir ?? defaultRuntimeDir(environment);
-  return { file: text === undefined ? undefined : file, enabled: settings.enabled, policyDir, runtimeDir, cache: settings.cache };
+  return {
+    file: text === undefined ? undefined : file,
+    enabled: settings.enabled,
+    policyDir,
+    runtimeDir,
+    group: settings.group,
+    cache: settings.cache,
+  };
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
