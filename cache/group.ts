@@ -1,0 +1,34 @@
+// Group name → gid from /etc/group, without a native addon (node has no getgrnam). NSS sources
+// such as LDAP are not consulted: the socket group is expected to be a local system group.
+
+import { readFileSync } from 'node:fs';
+import { CacheError } from './errors.js';
+
+export const GROUP_FILE = '/etc/group';
+/** /etc/group is small; a file beyond this is not one. */
+export const MAX_GROUP_FILE_BYTES = 4 * 1024 * 1024;
+
+/** `name:password:gid:members` lines; the first line naming the group wins, as in getgrnam. */
+export function findGroupId(groupFileText: string, name: string): number | undefined {
+  for (const line of groupFileText.split('\n')) {
+    const fields = line.split(':');
+    if (fields.length < 3 || fields[0] !== name) continue;
+    const gid = Number(fields[2]);
+    return /^\d+$/.test(fields[2] ?? '') && Number.isSafeInteger(gid) ? gid : undefined;
+  }
+  return undefined;
+}
+
+/** A name from /etc/group, else a plain number taken as a gid. */
+export function resolveGroup(name: string, file = GROUP_FILE): number {
+  let text = '';
+  try {
+    const bytes = readFileSync(file);
+    if (bytes.length <= MAX_GROUP_FILE_BYTES) text = bytes.toString('utf8');
+  } catch {
+    // Fall through: a numeric group still works without the file.
+  }
+  const gid = findGroupId(text, name) ?? (/^\d+$/.test(name) ? Number(name) : undefined);
+  if (gid === undefined) throw new CacheError('GROUP_UNKNOWN', `group "${name}" (from the host config) is not in ${file}`);
+  return gid;
+}
