@@ -26,8 +26,8 @@ export function parseTomlDocument(text: string, file: string): TomlTable {
 
 /**
  * The 1-based line on which `key` is assigned, in `table` (undefined for the top level). Only
- * plain `key =` lines and `[table]` headers are recognised; anything fancier yields undefined,
- * and the error is still precise without a line.
+ * plain `key =` lines and `[table]` headers (the line of a top-level table key) are recognised;
+ * anything fancier yields undefined, and the error is still precise without a line.
  */
 export function lineOfKey(text: string, key: string, table?: string): number | undefined {
   const lines = text.split('\n');
@@ -36,6 +36,7 @@ export function lineOfKey(text: string, key: string, table?: string): number | u
     const line = (lines[index] ?? '').trim();
     const header = /^\[\s*([A-Za-z0-9_-]+)\s*\]/.exec(line);
     if (header) {
+      if (table === undefined && header[1] === key) return index + 1;
       current = header[1];
       continue;
     }

@@ -1,0 +1,37 @@
+// Per-VM token bucket, written as the equivalent GCRA (generic cell rate algorithm) so that the
+// whole state is one number and every decision is exact at a given instant: `burst` requests
+// may come back to back, then one more per `interval`. The clock is the caller's, which keeps
+// the request path pure and the tests free of sleeps.
+
+export interface RateLimit {
+  /** Sustained spacing between requests, milliseconds. */
+  readonly intervalMs: number;
+  /** Requests allowed back to back from a full bucket. */
+  readonly burst: number;
+}
+
+export interface LimiterState {
+  /**
+   * Theoretical arrival time: the instant at which the bucket would be full again. -Infinity for
+   * a bucket that has never been used.
+   */
+  readonly fullAt: number;
+}
+
+export const FRESH_LIMITER: LimiterState = { fullAt: Number.NEGATIVE_INFINITY };
+
+export type LimiterDecision =
+  | { readonly allowed: true; readonly state: LimiterState }
+  | { readonly allowed: false; readonly state: LimiterState; readonly retryAfterMs: number };
+
+/** Takes one token at `now` (ms) if there is one. A refused request takes nothing. */
+export function takeToken(limit: RateLimit, state: LimiterState, now: number): LimiterDecision {
+  const fullAt = Math.max(state.fullAt, now);
+  // The bucket holds `burst` tokens; a new token may be taken while fullAt is no more than
+  // burst - 1 intervals ahead of now.
+  const earliest = fullAt - (limit.burst - 1) * limit.intervalMs;
+  if (now < earliest) {
+    return { allowed: false, state, retryAfterMs: Math.ceil(earliest - now) };
+  }
+  return { allowed: true, state: { fullAt: fullAt + limit.intervalMs } };
+}

@@ -1,0 +1,64 @@
+// Splits the guest's byte stream into request lines. Fed bytes, never touches a socket. Memory is
+// bounded by MAX_REQUEST_BYTES whatever the guest sends: a line that outgrows the limit is
+// reported once and the rest of it is discarded up to the next LF.
+
+import { MAX_REQUEST_BYTES } from './limits.js';
+
+const LF = 0x0a;
+const CR = 0x0d;
+
+export type GuestFrame =
+  /** A complete line without its LF (and without one CR right before the LF). */
+  | { readonly kind: 'line'; readonly bytes: Buffer }
+  /** A line that exceeded MAX_REQUEST_BYTES; `head` is its first bytes, for echo detection. */
+  | { readonly kind: 'oversize'; readonly head: Buffer };
+
+export class GuestLineDecoder {
+  readonly #pending = Buffer.alloc(MAX_REQUEST_BYTES);
+  #length = 0;
+  #discarding = false;
+
+  /** Bytes held for an unfinished line: never more than MAX_REQUEST_BYTES. */
+  get bufferedBytes(): number {
+    return this.#length;
+  }
+
+  push(chunk: Uint8Array): GuestFrame[] {
+    const frames: GuestFrame[] = [];
+    let start = 0;
+    while (start < chunk.length) {
+      const lf = chunk.indexOf(LF, start);
+      const end = lf === -1 ? chunk.length : lf;
+      if (!this.#discarding) this.#append(chunk.subarray(start, end), frames);
+      if (lf === -1) break;
+      if (this.#discarding) {
+        this.#discarding = false;
+      } else {
+        frames.push({ kind: 'line', bytes: this.#takeLine() });
+      }
+      this.#length = 0;
+      start = lf + 1;
+    }
+    return frames;
+  }
+
+  #append(bytes: Uint8Array, frames: GuestFrame[]): void {
+    // The LF still has to fit: content may use at most MAX_REQUEST_BYTES - 1 bytes.
+    const room = MAX_REQUEST_BYTES - 1 - this.#length;
+    if (bytes.length <= room) {
+      this.#pending.set(bytes, this.#length);
+      this.#length += bytes.length;
+      return;
+    }
+    this.#pending.set(bytes.subarray(0, room), this.#length);
+    frames.push({ kind: 'oversize', head: Buffer.from(this.#pending.subarray(0, MAX_REQUEST_BYTES - 1)) });
+    this.#length = 0;
+    this.#discarding = true;
+  }
+
+  #takeLine(): Buffer {
+    let end = this.#length;
+    if (end > 0 && this.#pending[end - 1] === CR) end -= 1;
+    return Buffer.from(this.#pending.subarray(0, end));
+  }
+}

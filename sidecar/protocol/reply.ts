@@ -1,0 +1,30 @@
+// Formats one reply line. Whatever text it is given (a host CPU model string, a guest's PING
+// text), what leaves is a single line of printable ASCII within MAX_REPLY_BYTES.
+
+import { MAX_REPLY_BYTES, PROTOCOL_VERSION } from './limits.js';
+
+export const STATUS = {
+  ok: 200,
+  badRequest: 400,
+  forbidden: 403,
+  unknownCommand: 404,
+  rateLimited: 429,
+  internalError: 500,
+  unavailable: 503,
+} as const;
+
+export type Status = (typeof STATUS)[keyof typeof STATUS];
+
+export interface Reply {
+  readonly status: Status;
+  readonly text: string;
+}
+
+export function formatReply(reply: Reply): string {
+  const prefix = `${PROTOCOL_VERSION} ${reply.status} `;
+  const room = MAX_REPLY_BYTES - prefix.length - 1;
+  // Replacing every non-printable code unit keeps one character per byte, so slicing by
+  // characters below is slicing by bytes.
+  const printable = reply.text.replace(/[^\x20-\x7e]/g, '?');
+  return `${prefix}${printable.slice(0, room)}\n`;
+}

@@ -1,0 +1,70 @@
+import t from 'tap';
+import { MAX_REQUEST_BYTES } from '../../../sidecar/protocol/limits.js';
+import { GuestLineDecoder, type GuestFrame } from '../../../sidecar/protocol/line-decoder.js';
+
+const text = (frames: GuestFrame[]): string[] =>
+  frames.map((frame) => (frame.kind === 'line' ? `line:${frame.bytes.toString('latin1')}` : `oversize:${frame.head.length}`));
+
+t.test('splits on LF and strips one CR before it', async (t) => {
+  const decoder = new GuestLineDecoder();
+  t.same(text(decoder.push(Buffer.from('PING\nphyscpus\r\nloadavg\r\r\n'))), ['line:PING', 'line:physcpus', 'line:loadavg\r']);
+  t.equal(decoder.bufferedBytes, 0);
+});
+
+t.test('a line split across chunks, one byte at a time, is reassembled', async (t) => {
+  const decoder = new GuestLineDecoder();
+  const frames: GuestFrame[] = [];
+  for (const byte of Buffer.from('PING "slow drip"\r\n')) frames.push(...decoder.push(Buffer.of(byte)));
+  t.same(text(frames), ['line:PING "slow drip"']);
+});
+
+t.test('empty lines come through as empty frames (the parser ignores them)', async (t) => {
+  t.same(text(new GuestLineDecoder().push(Buffer.from('\n\r\n\n'))), ['line:', 'line:', 'line:']);
+});
+
+t.test('a line of exactly the limit, LF included, is accepted', async (t) => {
+  const line = 'x'.repeat(MAX_REQUEST_BYTES - 1);
+  t.same(text(new GuestLineDecoder().push(Buffer.from(`${line}\n`))), [`line:${line}`]);
+});
+
+t.test('the CR counts toward the limit', async (t) => {
+  const decoder = new GuestLineDecoder();
+  t.same(text(decoder.push(Buffer.from(`${'x'.repeat(MAX_REQUEST_BYTES - 2)}\r\n`))), [`line:${'x'.repeat(MAX_REQUEST_BYTES - 2)}`]);
+  t.same(text(decoder.push(Buffer.from(`${'x'.repeat(MAX_REQUEST_BYTES - 1)}\r\n`))), [`oversize:${MAX_REQUEST_BYTES - 1}`]);
+});
+
+t.test('one byte over the limit is reported once, then discarded up to the next LF', async (t) => {
+  const decoder = new GuestLineDecoder();
+  const frames = decoder.push(Buffer.from(`${'y'.repeat(MAX_REQUEST_BYTES)}\nPING\n`));
+  t.same(text(frames), [`oversize:${MAX_REQUEST_BYTES - 1}`, 'line:PING']);
+});
+
+t.test('an endless line without LF is reported once and never buffered past the limit', async (t) => {
+  const decoder = new GuestLineDecoder();
+  const frames: GuestFrame[] = [];
+  const chunk = Buffer.alloc(4096, 0x41);
+  for (let i = 0; i < 1000; i += 1) {
+    frames.push(...decoder.push(chunk));
+    t.ok(decoder.bufferedBytes < MAX_REQUEST_BYTES, 'bounded') || t.bailout();
+  }
+  t.same(text(frames), [`oversize:${MAX_REQUEST_BYTES - 1}`]);
+  t.same(text(decoder.push(Buffer.from('tail\nPING\n'))), ['line:PING'], 'resynchronised at the LF');
+});
+
+t.test('the oversize head keeps the start of the line for echo detection', async (t) => {
+  const [frame] = new GuestLineDecoder().push(Buffer.from(`1.0 200 ${'z'.repeat(400)}`));
+  t.equal(frame?.kind, 'oversize');
+  if (frame?.kind === 'oversize') t.equal(frame.head.subarray(0, 8).toString(), '1.0 200 ');
+});
+
+t.test('binary bytes, NUL included, pass through to the parser untouched', async (t) => {
+  const [frame] = new GuestLineDecoder().push(Buffer.of(0x00, 0xff, 0x41, 0x0a));
+  t.same(frame?.kind === 'line' ? [...frame.bytes] : undefined, [0x00, 0xff, 0x41]);
+});
+
+t.test('returned lines are copies: later input does not change them', async (t) => {
+  const decoder = new GuestLineDecoder();
+  const [first] = decoder.push(Buffer.from('first\n'));
+  decoder.push(Buffer.from('XXXXXXXX\n'));
+  t.equal(first?.kind === 'line' ? first.bytes.toString() : '', 'first');
+});
