@@ -59,6 +59,7 @@ export class CacheClient extends EventEmitter<CacheClientEvents> {
   private ws: WebSocket | undefined;
   private newest: ReceivedSample | undefined;
   private connectionSeq = 0;
+  private resendAllowed = false;
   private statusWaiters: { resolve: (reply: StatusReply) => void; reject: (error: Error) => void; timer: NodeJS.Timeout }[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelay: number;
@@ -85,6 +86,7 @@ export class CacheClient extends EventEmitter<CacheClientEvents> {
     const ws = new WebSocket(`ws+unix://${this.options.socketPath}`, { maxPayload: MAX_SERVER_MESSAGE_BYTES, perMessageDeflate: false });
     this.ws = ws;
     this.connectionSeq = 0;
+    this.resendAllowed = false;
     ws.on('open', () => {
       this.retryDelay = this.options.reconnect === false ? 0 : (this.options.reconnect ?? DEFAULT_RECONNECT).minMs;
       this.sendHello();
@@ -151,13 +153,18 @@ export class CacheClient extends EventEmitter<CacheClientEvents> {
   private receive(ws: WebSocket, message: ServerMessage): void {
     switch (message.type) {
       case 'sample':
-        // Sequence numbers only grow within one connection (a restarted daemon starts over).
-        if (message.seq <= this.connectionSeq) return this.invalid(ws, `sample seq ${message.seq} after ${this.connectionSeq}`);
+        // Sequence numbers only grow within one connection (a restarted daemon starts over); the
+        // one exception is the newest sample sent again, refiltered, right after a re-subscribe.
+        if (message.seq < this.connectionSeq || (message.seq === this.connectionSeq && !this.resendAllowed)) {
+          return this.invalid(ws, `sample seq ${message.seq} after ${this.connectionSeq}`);
+        }
         this.connectionSeq = message.seq;
+        this.resendAllowed = false;
         this.newest = { seq: message.seq, snapshot: { takenAt: message.takenAt, values: message.values } };
         this.emit('sample', this.newest);
         return;
       case 'subscribed':
+        this.resendAllowed = true;
         this.emit('subscribed', message.items);
         return;
       case 'status': {
