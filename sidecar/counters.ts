@@ -1,0 +1,17 @@
+// The per-VM request counters the sidecar reports to the cache registry (and the admin CLI shows).
+
+import type { VmCounters } from '../cache/messages.js';
+import type { Status } from './protocol/reply.js';
+
+export const ZERO_COUNTERS: VmCounters = { requests: 0, ok: 0, denied: 0, rateLimited: 0, errors: 0, lastRequestAt: null };
+
+export function countRequest(counters: VmCounters, status: Status, at: number): VmCounters {
+  return {
+    requests: counters.requests + 1,
+    ok: counters.ok + (status >= 200 && status < 300 ? 1 : 0),
+    denied: counters.denied + (status === 403 ? 1 : 0),
+    rateLimited: counters.rateLimited + (status === 429 ? 1 : 0),
+    errors: counters.errors + (status >= 400 && status !== 403 && status !== 429 ? 1 : 0),
+    lastRequestAt: at,
+  };
+}
