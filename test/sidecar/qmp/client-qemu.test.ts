@@ -60,14 +60,14 @@ t.test('greeting, errors, STOP/RESUME, quit → SHUTDOWN → idle', async (t) =>
 
   const shutdown = nextEvent(client, 'SHUTDOWN');
   const disconnected = once(client, 'disconnected') as Promise<[QmpError]>;
-  const quit = client.execute('quit');
-  // Pipelined behind quit: QEMU may answer it before exiting or not at all. Either way it must
-  // settle, and if it fails it is because the connection went away.
+  // quit is sent alone: a command pipelined behind it can hit EPIPE once QEMU has closed, and
+  // Node then discards the unread quit reply, so quit itself would reject (seen under load).
+  t.same(await client.execute('quit'), {});
+  // Sent while QEMU is going away: answered or not, it must settle, and only as QMP_DISCONNECTED.
   const after = client.execute('query-status').then(
     () => 'answered',
     (e: unknown) => (e instanceof QmpError ? e.code : 'other'),
   );
-  t.same(await quit, {});
   const event = await shutdown;
   t.same(event.data, { guest: false, reason: 'host-qmp-quit' });
   const [reason] = await disconnected;
