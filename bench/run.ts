@@ -1,0 +1,14 @@
+// `npm run bench`: every benchmark, one table. Add a benchmark by appending it to BENCHMARKS.
+
+import { collectorBenchmark } from './cache-collector.js';
+import { fanoutBenchmark } from './cache-fanout.js';
+import { type Benchmark, type BenchRow, formatTable } from './table.js';
+
+const BENCHMARKS: readonly Benchmark[] = [collectorBenchmark, fanoutBenchmark];
+
+const rows: BenchRow[] = [];
+for (const benchmark of BENCHMARKS) {
+  process.stderr.write(`running ${benchmark.name}...\n`);
+  rows.push(...(await benchmark.run()));
+}
+process.stdout.write(`${formatTable(rows)}\n`);
