@@ -12,7 +12,7 @@ import { countRequest, ZERO_COUNTERS } from './counters.js';
 import { GuestPort } from './guest-port.js';
 import { PolicySource } from './policy-source.js';
 import type { GuestFrame } from './protocol/line-decoder.js';
-import { QmpClient, NIL_UUID, qemuPidFromSocket, queryCpusFast, queryName, queryUuid, queryVersion, type QmpEvent } from './qmp/index.js';
+import { QmpClient, QmpConnectError, NIL_UUID, qemuPidFromSocket, queryCpusFast, queryName, queryUuid, queryVersion, type QmpEvent } from './qmp/index.js';
 import { handleGuestFrame, type VmFacts } from './request-handler.js';
 import { delayPercent, readRunDelays, type DelayReading } from './vcpu-delay.js';
 import { HOSTINFO_VERSION } from './version.js';
@@ -20,6 +20,7 @@ import { HOSTINFO_VERSION } from './version.js';
 /** Counters go to the cache registry at most this often, however fast the guest asks. */
 export const COUNTER_REPORT_MS = 1_000;
 export const QMP_CONNECT_TIMEOUT_MS = 10_000;
+const QMP_RETRY_MS = 50;
 
 export interface SidecarLog {
   info(fields: object, message?: string): void;
@@ -85,7 +86,7 @@ export class Sidecar {
   async start(): Promise<void> {
     const log = this.#options.log;
     this.#config = await this.#options.loadConfig();
-    await this.#qmp.connect(this.#options.qmpPath, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
+    await this.#connectQmp();
     this.#qmp.on('event', (event) => this.#onQmpEvent(event));
     this.#qmp.on('disconnected', (reason) => void this.stop(`QMP connection closed: ${reason.message}`));
     this.#identity = await this.#learnIdentity();
@@ -106,6 +107,13 @@ export class Sidecar {
     });
     this.#cache.on('disconnected', (info) => log.warn({ event: 'cache-disconnected', ...info }, 'hostinfo-cache connection lost; data items answer 503 until it is back'));
     this.#cache.on('subscribed', (items) => log.info({ event: 'cache-subscribed', items }));
+    let awaitingData = true;
+    this.#cache.on('open', () => { awaitingData = true; });
+    this.#cache.on('sample', (sample) => {
+      if (!awaitingData) return;
+      awaitingData = false;
+      log.info({ event: 'cache-data', seq: sample.seq, items: Object.keys(sample.snapshot.values) }, 'host samples arriving');
+    });
     this.#cache.on('refused', (error) => log.error({ event: 'cache-refused', ...error }));
     this.#cache.connect();
 
@@ -139,6 +147,23 @@ export class Sidecar {
       this.#resolveStopped(reason);
     })();
     return this.#stopping;
+  }
+
+  /**
+   * QEMU creates its QMP socket a moment after it starts; a sidecar started alongside it retries
+   * until the socket answers, within QMP_CONNECT_TIMEOUT_MS.
+   */
+  async #connectQmp(): Promise<void> {
+    const deadline = Date.now() + QMP_CONNECT_TIMEOUT_MS;
+    for (;;) {
+      try {
+        await this.#qmp.connect(this.#options.qmpPath, { timeoutMs: Math.max(1, deadline - Date.now()) });
+        return;
+      } catch (error) {
+        if (!(error instanceof QmpConnectError) || Date.now() >= deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, QMP_RETRY_MS));
+      }
+    }
   }
 
   async #learnIdentity(): Promise<VmIdentityFacts> {
