@@ -1,0 +1,81 @@
+// Where the launcher's isa-serial can go, and which of QEMU's default devices it must put back.
+//
+// How QEMU 7.2 numbers ISA serial ports (hw/char/serial-isa.c, checked with `info qtree`):
+//   - `-serial X` options are realized first, at machine init, the k-th at index k; `-serial none`
+//     still consumes its index (`-serial none -serial null` puts the null port at index 1, 0 empty);
+//     only the first MAX_ISA_SERIAL_PORTS become ISA devices, later ones are silently unused.
+//   - then `-device isa-serial` in the form `key=value` in command-line order, then the JSON-form
+//     `-device {...}` ones (softmmu/vl.c qemu_create_cli_devices);
+//   - a device without `index` gets a static counter of isa-serials realized so far: it does not
+//     look for a free slot (`-device isa-serial,index=2 -device isa-serial` gives 2 then 1), and two
+//     ports on one index are accepted silently; index >= 4 is refused ("Max. supported number of
+//     ISA serial ports is 4."). Hence the launcher always passes an explicit index.
+
+import type { ScannedArgs } from './qemu-args-scan.js';
+
+export const MAX_ISA_SERIAL_PORTS = 4;
+
+/**
+ * The indices everyone else ends up on once ours (keyval, appended last) is among the devices.
+ * `restoredSerials` are `-serial` options the launcher appends; they count like the user's.
+ */
+function otherIndices(scan: ScannedArgs, restoredSerials: number): number[] {
+  const indices: number[] = [];
+  let counter = 0;
+  const serialCount = scan.serials.length + restoredSerials;
+  for (let k = 0; k < Math.min(serialCount, MAX_ISA_SERIAL_PORTS); k += 1) {
+    // `-serial none` keeps its index empty and creates no device, so the counter stays put
+    // (`-serial none -device isa-serial` lands on 0).
+    if (scan.serials[k] === 'none') continue;
+    indices.push(k);
+    counter += 1;
+  }
+  const place = (device: { index: number | undefined }): void => {
+    indices.push(device.index ?? counter);
+    counter += 1;
+  };
+  for (const device of scan.isaSerials) if (!device.json) place(device);
+  counter += 1; // ours
+  for (const device of scan.isaSerials) if (device.json) place(device);
+  return indices;
+}
+
+/** The first index nobody else uses, or undefined when all four are taken (or ours would push one past 3). */
+export function chooseSerialIndex(scan: ScannedArgs, restoredSerials: number): number | undefined {
+  const taken = otherIndices(scan, restoredSerials);
+  if (taken.some((index) => index >= MAX_ISA_SERIAL_PORTS)) return undefined;
+  for (let index = 0; index < MAX_ISA_SERIAL_PORTS; index += 1) if (!taken.includes(index)) return index;
+  return undefined;
+}
+
+/** What QEMU 7.2 names the graphical consoles it makes by default (vl.c qemu_create_default_devices). */
+export const DEFAULT_VC = 'vc:80Cx24C';
+
+/**
+ * The options that re-create QEMU's default serial port and monitor when the launcher's own devices
+ * would switch them off. vl.c decides after parsing: any `-device isa-serial` (or `-global
+ * isa-serial.*`) clears default_serial, any `-mon`/`-qmp`/`-monitor` clears default_monitor. Then:
+ *   -nographic: serial+monitor → `-serial mon:stdio`; serial only → `-serial stdio`;
+ *               monitor only → `-monitor stdio`;
+ *   otherwise (also `-display none` on 7.2): `-serial vc:80Cx24C`, `-monitor vc:80Cx24C`.
+ * The launcher's QMP `-mon` always clears the monitor; its isa-serial clears the serial, its
+ * virtio-serial does not. All of this was compared with `query-chardev` on plain QEMU.
+ */
+export function restoredDefaults(scan: ScannedArgs, ourIsaSerial: boolean): string[] {
+  const serial = scan.defaultSerial;
+  const monitor = scan.defaultMonitor;
+  if (scan.nographic) {
+    // With virtio-serial QEMU would still add the serial itself, but as plain `stdio` once the
+    // monitor is gone: the muxed `mon:stdio` (Ctrl-A c) must be written out.
+    if (serial && monitor) return ['-serial', 'mon:stdio'];
+    if (serial && ourIsaSerial) return ['-serial', 'stdio'];
+    if (monitor) return ['-monitor', 'stdio'];
+    return [];
+  }
+  return [...(serial && ourIsaSerial ? ['-serial', DEFAULT_VC] : []), ...(monitor ? ['-monitor', DEFAULT_VC] : [])];
+}
+
+/** How many `-serial` options `restoredDefaults` appends (they take serial indices). */
+export function countSerials(args: readonly string[]): number {
+  return args.filter((word) => word === '-serial').length;
+}
