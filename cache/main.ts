@@ -42,9 +42,12 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-  process.on('SIGHUP', () => {
+  let reloadRequested = false;
+  const reload = (): void => {
+    reloadRequested = daemon === undefined;
     daemon?.reloadInventory().catch((error: unknown) => log.error({ event: 'inventory-failed', err: (error as Error).message }));
-  });
+  };
+  process.on('SIGHUP', reload);
   try {
     const config = await loadHostConfig({ configPath: parsed.flags.configPath }, { env: process.env, uid: process.geteuid?.() ?? 0, cwd: process.cwd() });
     const defaultSocket = join(config.runtimeDir, 'cache.sock');
@@ -62,6 +65,8 @@ async function main(): Promise<void> {
     process.exit(error instanceof CacheError && error.code === 'ALREADY_RUNNING' ? EXIT_ALREADY_RUNNING : EXIT_ERROR);
   }
   if (stopRequested) stop('SIGTERM');
+  // A SIGHUP during start-up may have come before the inventory read started; read it again.
+  else if (reloadRequested) reload();
 }
 
 main().catch((error: unknown) => {

@@ -168,7 +168,7 @@ export class CacheServer extends EventEmitter<CacheServerEvents> {
   private receive(subscriber: Subscriber, data: RawData, isBinary: boolean): void {
     if (subscriber.closing) return;
     if (isBinary) return this.refuse(subscriber, new ProtocolError('BINARY_FRAME', 'frames must be JSON text'));
-    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
+    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
     if (bytes.length > MAX_CLIENT_MESSAGE_BYTES) {
       return this.refuse(subscriber, new ProtocolError('TOO_LARGE', `message larger than ${MAX_CLIENT_MESSAGE_BYTES} bytes`));
     }

@@ -188,3 +188,13 @@ t.test('all host items a daemon samples pass the receive-side validator', async 
   for (const key of ['physcpus', 'loadavg', 'cpuusage', 'physmem', 'swap', 'uptime', 'hostname', 'kernel', 'vmcount']) t.ok(key in values, key);
   t.equal('pressure' in values, existsSync('/proc/pressure/cpu'));
 });
+
+t.test('SIGHUP re-reads the static inventory and keeps serving', async (t) => {
+  const { config, socket } = setupConfig(t);
+  const daemon = spawnDaemon(t, ['--config', config]);
+  t.equal(await daemon.started(), 'listening');
+  daemon.child.kill('SIGHUP');
+  const reloaded = await daemon.waitFor('inventory');
+  t.equal(reloaded['kernel'], (await import('node:os')).release());
+  t.equal((await fetchStatus(socket)).pid, daemon.child.pid);
+});
