@@ -1,0 +1,87 @@
+// hostinfo-qemu's own options, which all come before `--`; everything after `--` belongs to QEMU
+// and is passed on unchanged.
+
+import type { Transport } from './qemu-args.js';
+
+export const USAGE = `Usage: hostinfo-qemu [--qemu PATH] [--config FILE] [--policy-dir DIR] [--runtime-dir DIR]
+                     [--transport isa-serial|virtio-serial] -- <qemu args>
+
+Runs QEMU exactly as 'qemu-system-x86_64 <qemu args>' would (same terminal, exit status and
+signals) and gives the guest a hostinfo port: a spare serial port (default; the first free COM
+port, e.g. /dev/ttyS1 with -nographic) or a virtio-serial port named org.hostinfo.0. A per-VM
+hostinfo-sidecar answers the guest according to the VM's policy; the shared hostinfo-cache is
+started if it is not running.
+
+  --qemu PATH          QEMU binary (default: $HOSTINFO_QEMU, else the first of qemu-kvm,
+                       /usr/libexec/qemu-kvm, qemu-system-x86_64 found)
+  --config FILE        host config (default: $HOSTINFO_CONFIG, else /etc/hostinfo/hostinfo.toml)
+  --policy-dir DIR     per-VM policies (default: $HOSTINFO_POLICY_DIR, else policy_dir of the config)
+  --runtime-dir DIR    sockets and logs (default: $HOSTINFO_RUNTIME_DIR, else runtime_dir of the config)
+  --transport T        isa-serial (default) or virtio-serial
+  --help, --version
+
+Invocations that only ask QEMU something (--help, -version, -machine none, ... help) run QEMU
+unchanged. -daemonize is refused. Exit status: QEMU's own (128+n if it died of signal n); 127 when
+no QEMU binary is found; 2 for bad options or QEMU arguments hostinfo-qemu cannot extend.
+`;
+
+export interface LauncherFlags {
+  readonly qemu: string | undefined;
+  readonly configPath: string | undefined;
+  readonly policyDir: string | undefined;
+  readonly runtimeDir: string | undefined;
+  readonly transport: Transport;
+  readonly qemuArgs: readonly string[];
+}
+
+export type ParsedLauncherFlags =
+  | { readonly kind: 'help' }
+  | { readonly kind: 'version' }
+  | { readonly kind: 'run'; readonly flags: LauncherFlags }
+  | { readonly kind: 'error'; readonly message: string };
+
+const VALUE_FLAGS = {
+  '--qemu': 'qemu',
+  '--config': 'configPath',
+  '--policy-dir': 'policyDir',
+  '--runtime-dir': 'runtimeDir',
+  '--transport': 'transport',
+} as const;
+
+export function parseLauncherFlags(argv: readonly string[]): ParsedLauncherFlags {
+  const values: Partial<Record<(typeof VALUE_FLAGS)[keyof typeof VALUE_FLAGS], string>> = {};
+  let index = 0;
+  for (; index < argv.length; index += 1) {
+    const arg = argv[index] ?? '';
+    if (arg === '--') break;
+    if (arg === '--help' || arg === '-h') return { kind: 'help' };
+    if (arg === '--version') return { kind: 'version' };
+    const eq = arg.indexOf('=');
+    const name = eq === -1 ? arg : arg.slice(0, eq);
+    if (!Object.hasOwn(VALUE_FLAGS, name)) {
+      return {
+        kind: 'error',
+        message: `unknown option ${JSON.stringify(arg)}; QEMU's arguments go after --, as in: hostinfo-qemu -- ${argv.slice(index).join(' ')}`,
+      };
+    }
+    const value = eq === -1 ? argv[(index += 1)] : arg.slice(eq + 1);
+    if (value === undefined || value === '' || value === '--') return { kind: 'error', message: `${name} needs a value` };
+    values[VALUE_FLAGS[name as keyof typeof VALUE_FLAGS]] = value;
+  }
+  if (index >= argv.length) return { kind: 'error', message: 'no QEMU arguments: hostinfo-qemu [options] -- <qemu args>' };
+  const transport = values.transport ?? 'isa-serial';
+  if (transport !== 'isa-serial' && transport !== 'virtio-serial') {
+    return { kind: 'error', message: `--transport expects isa-serial or virtio-serial, received ${JSON.stringify(transport)}` };
+  }
+  return {
+    kind: 'run',
+    flags: {
+      qemu: values.qemu,
+      configPath: values.configPath,
+      policyDir: values.policyDir,
+      runtimeDir: values.runtimeDir,
+      transport,
+      qemuArgs: argv.slice(index + 1),
+    },
+  };
+}
