@@ -16,7 +16,16 @@ import type { ScannedArgs } from './qemu-args-scan.js';
 export const MAX_ISA_SERIAL_PORTS = 4;
 
 /**
- * The indices everyone else ends up on once ours (keyval, appended last) is among the devices.
+ * Whether ours must be written in JSON form. A keyval device is realized before every JSON one and
+ * advances the counter, which would move a user's JSON isa-serial that has no `index` to the next
+ * port. Written as JSON and appended last, ours is realized last and moves nobody.
+ */
+export function ourSerialAsJson(scan: ScannedArgs): boolean {
+  return scan.isaSerials.some((device) => device.json && device.index === undefined);
+}
+
+/**
+ * The indices everyone else ends up on once ours (appended last) is among the devices.
  * `restoredSerials` are `-serial` options the launcher appends; they count like the user's.
  */
 function otherIndices(scan: ScannedArgs, restoredSerials: number): number[] {
@@ -35,12 +44,12 @@ function otherIndices(scan: ScannedArgs, restoredSerials: number): number[] {
     counter += 1;
   };
   for (const device of scan.isaSerials) if (!device.json) place(device);
-  counter += 1; // ours
+  if (!ourSerialAsJson(scan)) counter += 1; // ours, keyval: realized before the JSON ones
   for (const device of scan.isaSerials) if (device.json) place(device);
   return indices;
 }
 
-/** The first index nobody else uses, or undefined when all four are taken (or ours would push one past 3). */
+/** The first index nobody else uses, or undefined when all four are taken. */
 export function chooseSerialIndex(scan: ScannedArgs, restoredSerials: number): number | undefined {
   const taken = otherIndices(scan, restoredSerials);
   if (taken.some((index) => index >= MAX_ISA_SERIAL_PORTS)) return undefined;

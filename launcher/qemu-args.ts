@@ -13,7 +13,7 @@
 import { posix } from 'node:path';
 import { safeNameStem, safeUuidStem } from '../policies/policy-lookup.js';
 import { scanQemuArgs, type PassthroughReason } from './qemu-args-scan.js';
-import { chooseSerialIndex, countSerials, MAX_ISA_SERIAL_PORTS, restoredDefaults } from './qemu-args-serial.js';
+import { chooseSerialIndex, countSerials, MAX_ISA_SERIAL_PORTS, ourSerialAsJson, restoredDefaults } from './qemu-args-serial.js';
 import { escapeOptionValue } from './qemu-options.js';
 
 export type Transport = 'isa-serial' | 'virtio-serial';
@@ -194,9 +194,12 @@ export function planQemuArgs(userArgs: readonly string[], options: PlanOptions):
     }
   }
 
+  const isaSerial = ourSerialAsJson(scan)
+    ? JSON.stringify({ driver: 'isa-serial', id: ids.port, chardev: ids.chardev, index: serialIndex })
+    : `isa-serial,id=${ids.port},chardev=${ids.chardev},index=${serialIndex}`;
   const port =
     options.transport === 'isa-serial'
-      ? ['-device', `isa-serial,id=${ids.port},chardev=${ids.chardev},index=${serialIndex}`]
+      ? ['-device', isaSerial]
       : [
           '-device', `virtio-serial-pci,id=${ids.bus}`,
           '-device', `virtserialport,id=${ids.port},bus=${ids.bus}.0,chardev=${ids.chardev},name=${VIRTIO_PORT_NAME}`,

@@ -86,8 +86,9 @@ t.test('serial index and restored defaults (isa-serial)', async (t) => {
     ['hex index', ['-nodefaults', '-device', 'isa-serial,chardev=b,index=0x0'], 1, []],
     // A user isa-serial switches QEMU's default serial off: nothing to restore for it.
     ['user isa-serial, graphical', ['-device', 'isa-serial,chardev=b'], 1, ['-monitor', VC]],
-    // JSON -device is realized after every keyval one, so after ours: its counter counts ours.
-    ['JSON device', ['-nodefaults', '-serial', 'null', '-device', '{"driver":"isa-serial","chardev":"c"}'], 1, []],
+    // JSON -device is realized after every keyval one; with an implicit index it takes the
+    // counter, so ours is written as JSON too and goes last (see the JSON test below).
+    ['JSON device', ['-nodefaults', '-serial', 'null', '-device', '{"driver":"isa-serial","chardev":"c"}'], 2, []],
     ['JSON device with index', ['-nodefaults', '-device', '{"driver":"isa-serial","chardev":"c","index":0}'], 1, []],
     // -global isa-serial.* also switches the default serial off (no serial0 on plain QEMU).
     ['-global legacy form', ['-display', 'none', '-global', 'isa-serial.baudbase=115200'], 0, ['-monitor', VC]],
@@ -108,6 +109,17 @@ t.test('serial index and restored defaults (isa-serial)', async (t) => {
     });
   }
   t.same(wrap(t, ['-frobnicate', '-nodefaults']).unknownOptions, ['-frobnicate']);
+});
+
+t.test("ours is written as JSON only when a user's JSON isa-serial relies on the counter", async (t) => {
+  const json = wrap(t, ['-nodefaults', '-device', '{"driver":"isa-serial","chardev":"c"}']);
+  t.same(json.added.slice(2, 4), ['-device', '{"driver":"isa-serial","id":"hostinfo0-port","chardev":"hostinfo0","index":1}']);
+  const indexed = wrap(t, ['-nodefaults', '-device', '{"driver":"isa-serial","chardev":"c","index":0}']);
+  t.same(indexed.added.slice(2, 4), ['-device', 'isa-serial,id=hostinfo0-port,chardev=hostinfo0,index=1']);
+  // Keyval ours would be realized before the user's JSON device and push it from 1 to 2.
+  const mixed = wrap(t, ['-nodefaults', '-serial', 'null', '-device', '{"driver":"isa-serial","chardev":"c"}']);
+  t.equal(mixed.serialIndex, 2);
+  t.match(mixed.added[3], /^\{"driver":"isa-serial"/);
 });
 
 t.test('restored defaults with virtio-serial', async (t) => {
@@ -133,7 +145,6 @@ t.test('no free serial port', async (t) => {
     ['five -serial', [...four, '-serial', 'null']],
     ['three -serial and an implicit device', ['-serial', 'null', '-serial', 'null', '-serial', 'null', '-device', 'isa-serial,chardev=c']],
     ['explicit 0..3', ['-nodefaults', ...[0, 1, 2, 3].flatMap((i) => ['-device', `isa-serial,chardev=c${i},index=${i}`])]],
-    // Ours would push the JSON device's counter index to 4, which QEMU refuses.
     ['JSON implicit after three', ['-nodefaults', '-serial', 'null', '-serial', 'null', '-serial', 'null', '-device', '{"driver":"isa-serial","chardev":"c"}']],
     // The restored default serial takes index 0 too.
     ['three implicit devices and the default', ['-device', 'isa-serial,chardev=a', '-device', 'isa-serial,chardev=b', '-device', 'isa-serial,chardev=c', '-device', 'isa-serial,chardev=d']],

@@ -176,6 +176,11 @@ const SAME_AS_QEMU_ALONE: Array<[string, string[], Transport]> = [
   ['-nographic -monitor none', ['-nographic', '-monitor', 'none'], 'isa-serial'],
   ['-nodefaults, two user ports', ['-nodefaults', '-serial', 'null', '-chardev', 'null,id=u', '-device', 'isa-serial,chardev=u,index=2'], 'isa-serial'],
   ['-serial none, then a port', ['-display', 'none', '-serial', 'none', '-serial', 'null'], 'isa-serial'],
+  ['-serial mon:stdio', ['-serial', 'mon:stdio', '-display', 'none'], 'isa-serial'],
+  ['-parallel mon:vc', ['-display', 'none', '-parallel', 'mon:vc'], 'isa-serial'],
+  ['-global isa-serial.*', ['-display', 'none', '-global', 'isa-serial.baudbase=115200'], 'isa-serial'],
+  // The user's JSON device takes the counter (1); ours goes last so it does not move it.
+  ['JSON isa-serial without index', ['-nodefaults', '-serial', 'null', '-chardev', 'null,id=j', '-device', '{"driver":"isa-serial","chardev":"j"}'], 'isa-serial'],
   ['virtio-serial, -nographic', ['-nographic'], 'virtio-serial'],
   ['virtio-serial, graphical', ['-display', 'none'], 'virtio-serial'],
 ];
