@@ -1,7 +1,7 @@
 // Which QEMU to run: --qemu, else $HOSTINFO_QEMU, else the usual names in the order distributions
 // install them (RHEL's qemu-kvm first, then Debian's qemu-system-x86_64).
 
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 
 export const QEMU_CANDIDATES = ['qemu-kvm', '/usr/libexec/qemu-kvm', 'qemu-system-x86_64'] as const;
@@ -10,6 +10,8 @@ export type QemuBinary = { readonly found: true; readonly path: string } | { rea
 
 function executable(path: string): boolean {
   try {
+    // A directory passes the X_OK check too.
+    if (!statSync(path).isFile()) return false;
     accessSync(path, constants.X_OK);
     return true;
   } catch {
