@@ -2,9 +2,10 @@
 
 import { collectorBenchmark } from './cache-collector.js';
 import { fanoutBenchmark } from './cache-fanout.js';
+import { guestRoundTripBenchmark } from './guest-roundtrip.js';
 import { type Benchmark, type BenchRow, formatTable } from './table.js';
 
-const BENCHMARKS: readonly Benchmark[] = [collectorBenchmark, fanoutBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [collectorBenchmark, fanoutBenchmark, guestRoundTripBenchmark];
 
 const rows: BenchRow[] = [];
 for (const benchmark of BENCHMARKS) {
