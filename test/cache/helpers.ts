@@ -1,7 +1,7 @@
 // Shared test plumbing: temp dirs, fixture paths, a real ws client over a unix socket that can be
 // awaited message by message, and a spawned daemon whose JSON log lines can be awaited by event.
 
-import { type ChildProcess, spawn } from 'node:child_process';
+import { LoggedProcess, withTimeout } from '../helpers/logged-process.js';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,8 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 
-/** Generous: the CI machine has 2 cores and runs other test files in parallel. */
-export const WAIT_MS = 20_000;
+export { WAIT_MS, withTimeout } from '../helpers/logged-process.js';
 
 /** test/fixtures/proc in the source tree; the compiled tests sit at the same depth under dist*. */
 export const PROC_FIXTURES = fileURLToPath(new URL('../../../test/fixtures/proc/', import.meta.url));
@@ -24,14 +23,6 @@ export function tempDir(t: Teardown): string {
   const dir = mkdtempSync(join(tmpdir(), 'hostinfo-cache-test-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-export function withTimeout<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** A ws client whose frames queue up until a test takes them, so nothing is missed between awaits. */
@@ -89,46 +80,9 @@ export function hello(items: readonly string[], vm: { name: string; uuid: string
 }
 
 /** A spawned hostinfo-cache; its stderr JSON lines can be awaited by `event`. */
-export class DaemonProcess {
-  readonly child: ChildProcess;
-  readonly lines: Record<string, unknown>[] = [];
-  private readonly watchers: { event: string; resolve: (line: Record<string, unknown>) => void }[] = [];
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  stdout = '';
-  stderr = '';
-
+export class DaemonProcess extends LoggedProcess {
   constructor(args: readonly string[], env: NodeJS.ProcessEnv = {}) {
-    const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('HOSTINFO_')));
-    this.child = spawn(process.execPath, [DAEMON_MAIN, ...args], { env: { ...cleanEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.exited = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve({ code, signal })));
-    this.child.stdout?.on('data', (chunk: Buffer) => (this.stdout += chunk.toString()));
-    let partial = '';
-    this.child.stderr?.on('data', (chunk: Buffer) => {
-      this.stderr += chunk.toString();
-      partial += chunk.toString();
-      let newline: number;
-      while ((newline = partial.indexOf('\n')) !== -1) {
-        const text = partial.slice(0, newline);
-        partial = partial.slice(newline + 1);
-        let line: Record<string, unknown>;
-        try {
-          line = JSON.parse(text) as Record<string, unknown>;
-        } catch {
-          continue;
-        }
-        this.lines.push(line);
-        for (const watcher of this.watchers.filter((w) => w.event === line['event'])) {
-          this.watchers.splice(this.watchers.indexOf(watcher), 1);
-          watcher.resolve(line);
-        }
-      }
-    });
-  }
-
-  waitFor(event: string): Promise<Record<string, unknown>> {
-    const seen = this.lines.find((line) => line['event'] === event);
-    if (seen !== undefined) return Promise.resolve(seen);
-    return withTimeout(new Promise((resolve) => this.watchers.push({ event, resolve })), `daemon event ${event}`);
+    super(DAEMON_MAIN, args, env);
   }
 
   /** Resolves with the first of the events, or with 'exit' if the process ends first. */
@@ -137,8 +91,7 @@ export class DaemonProcess {
   }
 
   async stop(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
-    await this.exited;
+    await this.kill('SIGKILL');
   }
 }
 

@@ -19,6 +19,8 @@ export function withTimeout<T>(promise: Promise<T>, what: string, ms = WAIT_MS):
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+    // A waiter that lost a race (e.g. "listening" vs "exit") must not keep the test file alive.
+    timer.unref();
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
