@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { socketAnswers } from '../../launcher/cache-starter.js';
+import { QmpClient } from '../../sidecar/qmp/index.js';
 import { readLogFile, waitForLogLine } from '../helpers/log-file.js';
 import { binPath, withTimeout, type Teardown } from '../helpers/logged-process.js';
 
@@ -156,10 +157,14 @@ t.test('a broken host config does not keep the VM from starting', async (t) => {
   await writeFile(s.config, 'enabled = maybe\n');
   const userQmp = join(s.dir, 'user-qmp.sock');
   const run = launch(t, ['--config', s.config, '--runtime-dir', s.runtime, '--', ...PAUSED_VM, '-name', 'vm-b', '-qmp', `unix:${userQmp},server=on,wait=off`]);
-  // QEMU's own QMP socket answering means QEMU is up (and handles SIGTERM itself).
+  // A QMP greeting on the user's own monitor means QEMU's main loop runs; a SIGTERM that came
+  // earlier, before QEMU installs its handlers, would kill it (and the launcher would say 143).
   await withTimeout((async () => {
     while (!(await socketAnswers(userQmp))) await new Promise((resolve) => setTimeout(resolve, 50));
   })(), 'QEMU to listen on the user\'s QMP socket');
+  const qmp = new QmpClient();
+  await qmp.connect(userQmp);
+  await qmp.close();
   t.match(run.stderr(), `${s.config}:1: invalid TOML`);
   t.match(run.stderr(), 'starting QEMU without hostinfo');
   process.kill(run.pid, 'SIGTERM');
