@@ -1,6 +1,8 @@
 // Splits the guest's byte stream into request lines. Fed bytes, never touches a socket. Memory is
 // bounded by MAX_REQUEST_BYTES whatever the guest sends: a line that outgrows the limit is
-// reported once and the rest of it is discarded up to the next LF.
+// discarded up to its LF and reported once, at that LF. Not earlier: a guest tty in cooked mode
+// echoes what it receives into what it is still sending, so a reply that arrived mid-line would
+// come back inside the rest of that line and cut it in two.
 
 import { MAX_REQUEST_BYTES } from './limits.js';
 
@@ -10,7 +12,7 @@ const CR = 0x0d;
 export type GuestFrame =
   /** A complete line without its LF (and without one CR right before the LF). */
   | { readonly kind: 'line'; readonly bytes: Buffer }
-  /** A line that exceeded MAX_REQUEST_BYTES; `head` is its first bytes, for echo detection. */
+  /** A line that exceeded MAX_REQUEST_BYTES, at its LF; `head` is its first bytes, for echo detection. */
   | { readonly kind: 'oversize'; readonly head: Buffer };
 
 export class GuestLineDecoder {
@@ -18,7 +20,7 @@ export class GuestLineDecoder {
   #length = 0;
   #discarding = false;
 
-  /** Bytes held for an unfinished line: never more than MAX_REQUEST_BYTES. */
+  /** Bytes held for an unfinished line: never more than MAX_REQUEST_BYTES - 1. */
   get bufferedBytes(): number {
     return this.#length;
   }
@@ -29,10 +31,11 @@ export class GuestLineDecoder {
     while (start < chunk.length) {
       const lf = chunk.indexOf(LF, start);
       const end = lf === -1 ? chunk.length : lf;
-      if (!this.#discarding) this.#append(chunk.subarray(start, end), frames);
+      if (!this.#discarding) this.#append(chunk.subarray(start, end));
       if (lf === -1) break;
       if (this.#discarding) {
         this.#discarding = false;
+        frames.push({ kind: 'oversize', head: Buffer.from(this.#pending.subarray(0, MAX_REQUEST_BYTES - 1)) });
       } else {
         frames.push({ kind: 'line', bytes: this.#takeLine() });
       }
@@ -42,7 +45,7 @@ export class GuestLineDecoder {
     return frames;
   }
 
-  #append(bytes: Uint8Array, frames: GuestFrame[]): void {
+  #append(bytes: Uint8Array): void {
     // The LF still has to fit: content may use at most MAX_REQUEST_BYTES - 1 bytes.
     const room = MAX_REQUEST_BYTES - 1 - this.#length;
     if (bytes.length <= room) {
@@ -50,9 +53,9 @@ export class GuestLineDecoder {
       this.#length += bytes.length;
       return;
     }
+    // The head stays in #pending (nothing more is appended while discarding) until the LF.
     this.#pending.set(bytes.subarray(0, room), this.#length);
-    frames.push({ kind: 'oversize', head: Buffer.from(this.#pending.subarray(0, MAX_REQUEST_BYTES - 1)) });
-    this.#length = 0;
+    this.#length = MAX_REQUEST_BYTES - 1;
     this.#discarding = true;
   }
 
