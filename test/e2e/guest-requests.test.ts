@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
-import { APPEND, auditOf, stripEscapes, BOOT_MS, guestImage, Launcher, MACHINE, makeHost, PACKAGE_VERSION, repliesOf, vmDirExists } from './harness.js';
+import { APPEND, auditedRequests, auditOf, stripEscapes, BOOT_MS, guestImage, Launcher, MACHINE, makeHost, PACKAGE_VERSION, repliesOf, vmDirExists } from './harness.js';
 
 t.setTimeout(10 * 60_000); // a first build downloads a kernel; each boot is bounded by BOOT_MS
 
@@ -71,7 +71,8 @@ if (image.kind === 'skip') {
       '',
     ].join('\n'));
     // Overlong lines (one 400 each, then resynchronised) come last: see the test of that below.
-    const longs = [300, 400, 600, 1000, 300, 700];
+    // Sixteen of them, 257 to 1007 bytes: the bug below shows in a fraction of them.
+    const longs = Array.from({ length: 16 }, (_, i) => 252 + 50 * i);
     // No /lib/hostinfo.sh and no stty: the stock idiom, one descriptor held open for every request.
     const initrd = await host.initrd([
       '#!/bin/sh',
@@ -99,8 +100,10 @@ if (image.kind === 'skip') {
     const launcher = new Launcher(t, host, [], ['-name', 'e2e-nographic', ...MACHINE, '-nographic', '-initrd', initrd, ...kernel]);
     const snapshots = new Map<string, HostNow>();
     launcher.onLine((line) => {
-      const m = /^R (\S+) \[/.exec(stripEscapes(line));
-      if (m?.[1] !== undefined) snapshots.set(m[1], hostNow());
+      for (const part of stripEscapes(line).split('\n')) {
+        const m = /^R (\S+) \[/.exec(part);
+        if (m?.[1] !== undefined) snapshots.set(m[1], hostNow());
+      }
     });
     const exit = await launcher.exit(BOOT_MS);
     t.same(exit, { code: 0, signal: null }, 'the guest powered off: the launcher exits 0 like QEMU', { stderr: launcher.stderr });
@@ -149,7 +152,8 @@ if (image.kind === 'skip') {
     t.equal(r.get('again'), '1.0 200 still in sync', 'after the 400s the next request is served normally');
 
     t.notOk(vmDirExists(host, 'e2e-nographic'), 'the VM runtime directory is removed after QEMU exits');
-    const audit = auditOf(await host.sidecarLog('e2e-nographic'));
+    const sidecarLog = await host.sidecarLog('e2e-nographic');
+    const audit = auditOf(sidecarLog);
     // Exactly one audit line per request: the tty's echo of each reply ("1.0 200 ...\r\n") took
     // no token and produced no line.
     t.same(audit.slice(0, 15), [
@@ -172,7 +176,12 @@ if (image.kind === 'skip') {
         t.equal(r.get(`long${i}`), '1.0 400 bad request: line longer than 256 bytes', `a ${n + 5}-byte line: 400`);
         t.equal(r.get(`after${i}`), `1.0 200 after${i}`, `the request after it gets its own reply`);
       });
-      t.same(audit.slice(15), longs.flatMap(() => [['-', 400], ['ping', 200]]), 'audit: one 400 per overlong line, no 404 for a fragment of an echo');
+      // Past 20 lines back to back the audit log is rate-bounded: some lines are only counted.
+      t.same(audit.slice(15).filter(([command, status]) => !(command === '-' && status === 400) && !(command === 'ping' && status === 200)), [],
+        'audit: only 400s for the overlong lines and 200s for the pings, no 404 for a fragment of an echo');
+      // Lines + suppressed counts; the count suppressed after the last written line is never
+      // written (the sidecar stops without reporting it), hence at most.
+      t.ok(auditedRequests(sidecarLog) <= 15 + 2 * longs.length, 'audit: no more requests than the guest sent');
     });
   });
 
@@ -236,7 +245,7 @@ if (image.kind === 'skip') {
     const exit = await launcher.exit(BOOT_MS);
     t.same(exit, { code: 0, signal: null }, 'launcher exits 0 after the guest powered off', { stderr: launcher.stderr });
     t.match(launcher.stdout, /^hostinfo-guest: exit 0$/m, 'guest.sh succeeded');
-    t.match(launcher.console, /^PORT \/dev\/vport\d+p\d+ org\.hostinfo\.0$/m, 'a /dev/vportNpM whose sysfs name is org.hostinfo.0');
+    t.match(launcher.console, /^PORT \/dev\/vport\d+p\d+ org\.hostinfo\.0$/m, 'a /dev/vportNpM whose sysfs name is org.hostinfo.0', { console: JSON.stringify(launcher.stdout.slice(-1500)) });
     const r = repliesOf(launcher.stdout);
     t.equal(r.get('ping'), '1.0 200 over virtio');
     t.equal(r.get('physcpus'), `1.0 200 ${onlineCpus()}`);

@@ -181,7 +181,12 @@ export async function makeHost(t: Teardown, image: string): Promise<Host> {
     async initrd(script) {
       const scriptPath = path.join(dir, `guest-${Math.random().toString(36).slice(2)}.sh`);
       const out = `${scriptPath}.initrd.gz`;
-      await writeFile(scriptPath, script);
+      // SeaBIOS may print the last dot of "Booting from ROM..." after the kernel's screen reset,
+      // with no newline: the script's first output line starts on a line of its own.
+      const lines = script.split('\n');
+      const first = lines[0]?.startsWith('#!') === true ? 1 : 0;
+      lines.splice(first, 0, 'echo');
+      await writeFile(scriptPath, lines.join('\n'));
       const ws = await run(path.join(GUEST_DIR, 'with-script.sh'), [scriptPath, out, path.join(image, 'initramfs.cpio.gz')]);
       if (ws.code !== 0) throw new Error(`with-script.sh failed (${ws.code}): ${ws.stderr}`);
       return out;
@@ -295,14 +300,26 @@ export class Launcher {
   }
 }
 
+/**
+ * Requests the audit log accounts for: its lines plus the `suppressed` counts it reports (the
+ * sidecar bounds its audit rate: 20 lines back to back, then 10 per second).
+ */
+export function auditedRequests(log: readonly LogLine[]): number {
+  return log.filter((l) => l['event'] === 'request').reduce((n, l) => n + 1 + (typeof l['suppressed'] === 'number' ? l['suppressed'] : 0), 0);
+}
+
 /** The audit lines of a sidecar log: [command, status] in order. */
 export function auditOf(log: readonly LogLine[]): [string, number][] {
   return log.filter((l) => l['event'] === 'request').map((l) => [String(l['command']), Number(l['status'])]);
 }
 
-/** Console text without terminal control sequences (SeaBIOS and the kernel reset the screen). */
+/**
+ * Console text without terminal control sequences. SeaBIOS and the kernel reset the screen with
+ * ESC c (RIS: clear, cursor home), sometimes right after "Booting from ROM.." with no newline, so
+ * a reset becomes a line break.
+ */
 export function stripEscapes(text: string): string {
-  return text.replace(/\x1b(?:\[[0-9;?]*[A-Za-z]|[@-Z\\-_]|c)/g, '');
+  return text.replace(/\x1bc/g, '\n').replace(/\x1b(?:\[[0-9;?]*[A-Za-z]|[@-Z\\-_])/g, '');
 }
 
 /** The guest's `R <label> [<reply>]` lines from its console. */
