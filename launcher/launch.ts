@@ -85,6 +85,11 @@ export async function runWrapped(launch: WrappedLaunch): Promise<number> {
   const { plan, config, say } = launch;
   const cacheSocket = join(config.runtimeDir, 'cache.sock');
   const childEnv = { ...launch.env, HOSTINFO_RUNTIME_DIR: config.runtimeDir };
+  // Until QEMU runs there is nobody to forward a signal to: remember it, clean up, and end the
+  // way QEMU would have (128+n) instead of dying with the VM directory left behind.
+  let early: NodeJS.Signals | undefined;
+  const remember = (signal: NodeJS.Signals): void => { early ??= signal; };
+  for (const signal of FORWARDED_SIGNALS) process.on(signal, remember);
   const cacheLog = openLog(config.runtimeDir, 'cache.log');
   try {
     await ensureCache({ socketPath: cacheSocket, configPath: launch.configPath, logFd: cacheLog, env: childEnv });
@@ -94,6 +99,11 @@ export async function runWrapped(launch: WrappedLaunch): Promise<number> {
     say(`warning: ${(error as Error).message}; see ${join(config.runtimeDir, 'logs', 'cache.log')}`);
   } finally {
     closeSync(cacheLog);
+    for (const signal of FORWARDED_SIGNALS) process.off(signal, remember);
+  }
+  if (early !== undefined) {
+    await removeVmDir(plan);
+    return exitStatusOf(null, early);
   }
 
   const sidecarLog = openLog(config.runtimeDir, `${plan.vmDirName}.sidecar.log`);

@@ -37,4 +37,10 @@ export class AuditLog {
     this.#write(this.#suppressed === 0 ? { vm, command, status } : { vm, command, status, suppressed: this.#suppressed });
     this.#suppressed = 0;
   }
+
+  /** Requests left out since the last written line, reported once (at shutdown): none get lost. */
+  flush(write: (suppressed: number) => void): void {
+    if (this.#suppressed > 0) write(this.#suppressed);
+    this.#suppressed = 0;
+  }
 }

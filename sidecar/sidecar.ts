@@ -142,6 +142,7 @@ export class Sidecar {
       this.#guest?.close();
       this.#policy?.close();
       this.#reportCounters();
+      this.#audit.flush((suppressed) => this.#options.log.info({ event: 'requests-not-logged', vm: this.#identity?.name ?? '-', suppressed }));
       await this.#cache?.close();
       await this.#qmp.close();
       this.#resolveStopped(reason);

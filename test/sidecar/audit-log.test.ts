@@ -22,3 +22,14 @@ t.test('over a simulated minute of flooding, lines written stay within the bound
   for (let now = 0; now <= 60_000; now += 1) audit.record('vm', 'x', 404, now);
   t.equal(lines, 20 + 600, 'burst 20 + 10 per second');
 });
+
+t.test('what is left out at the end is still counted once', async (t) => {
+  const written: AuditRecord[] = [];
+  const audit = new AuditLog((record) => written.push(record), { burst: 1, intervalMs: 1000 });
+  for (let i = 0; i < 5; i += 1) audit.record('vm1', 'ping', 200, 0);
+  const flushed: number[] = [];
+  audit.flush((suppressed) => flushed.push(suppressed));
+  audit.flush((suppressed) => flushed.push(suppressed));
+  t.same(flushed, [4], 'reported once');
+  t.equal(written.length, 1);
+});
