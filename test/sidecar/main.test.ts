@@ -112,6 +112,16 @@ t.test('policy hot reload: allow list change, then enabled -> disabled, then bac
   t.equal(await vm.guest.ask('PING'), '1.0 200 pong');
 });
 
+t.test('SIGHUP re-reads the host config: the host switch turned off applies at once', async (t) => {
+  const vm = await startVm(t, GENEROUS);
+  t.equal(await vm.guest.ask('PING'), '1.0 200 pong');
+  await writeFile(join(vm.dir, 'hostinfo.toml'), 'enabled = false\npolicy_dir = "policies"\nruntime_dir = "run"\n');
+  const from = vm.sidecar.lines.length;
+  vm.sidecar.child.kill('SIGHUP');
+  t.match(await vm.sidecar.waitFor('policy', from), { served: false, reason: /^host switch is off/ });
+  t.equal(await vm.guest.ask('PING'), '1.0 403 hostinfo is not enabled for this VM');
+});
+
 t.test('cache down: data items go 503, PING still answers; data returns when it is back', async (t) => {
   const vm = await startVm(t, GENEROUS);
   t.match(await vm.guest.ask('loadavg'), /^1\.0 200 /);
