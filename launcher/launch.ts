@@ -10,6 +10,7 @@ import { constants } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { HostConfig } from '../policies/host-config.js';
+import { CacheKeeper } from './cache-keeper.js';
 import { ensureCache } from './cache-starter.js';
 import type { WrapPlan } from './qemu-args.js';
 import { openLog, removeVmDir } from './runtime-dir.js';
@@ -90,15 +91,25 @@ export async function runWrapped(launch: WrappedLaunch): Promise<number> {
   let early: NodeJS.Signals | undefined;
   const remember = (signal: NodeJS.Signals): void => { early ??= signal; };
   for (const signal of FORWARDED_SIGNALS) process.on(signal, remember);
-  const cacheLog = openLog(config.runtimeDir, 'cache.log');
+  let cacheFailing = false;
+  const startCache = async (): Promise<void> => {
+    const cacheLog = openLog(config.runtimeDir, 'cache.log');
+    try {
+      await ensureCache({ socketPath: cacheSocket, configPath: launch.configPath, logFd: cacheLog, env: childEnv });
+      cacheFailing = false;
+    } catch (error) {
+      // The VM still starts: the sidecar serves PING/HELP/VERSION and answers 503 for data until
+      // a cache appears (it keeps reconnecting, and the keeper below keeps trying). Said once
+      // per failing streak: the terminal is the user's.
+      if (!cacheFailing) say(`warning: ${(error as Error).message}; see ${join(config.runtimeDir, 'logs', 'cache.log')}`);
+      cacheFailing = true;
+    } finally {
+      closeSync(cacheLog);
+    }
+  };
   try {
-    await ensureCache({ socketPath: cacheSocket, configPath: launch.configPath, logFd: cacheLog, env: childEnv });
-  } catch (error) {
-    // The VM still starts: the sidecar serves PING/HELP/VERSION and answers 503 for data until a
-    // cache appears (it keeps reconnecting).
-    say(`warning: ${(error as Error).message}; see ${join(config.runtimeDir, 'logs', 'cache.log')}`);
+    await startCache();
   } finally {
-    closeSync(cacheLog);
     for (const signal of FORWARDED_SIGNALS) process.off(signal, remember);
   }
   if (early !== undefined) {
@@ -111,7 +122,9 @@ export async function runWrapped(launch: WrappedLaunch): Promise<number> {
   let qemuExited: () => void = () => {};
   const qemuGone = new Promise<void>((resolve) => { qemuExited = resolve; });
 
+  const keeper = new CacheKeeper(cacheSocket, startCache);
   const status = await runQemu(launch.qemu, plan.args, (child) => {
+    keeper.start();
     void appears(plan.qmpSocket, qemuGone).then((ready) => {
       if (!ready) return;
       supervisor = new SidecarSupervisor({
@@ -134,6 +147,7 @@ export async function runWrapped(launch: WrappedLaunch): Promise<number> {
     });
   });
   qemuExited();
+  keeper.stop();
   await supervisor?.stop();
   closeSync(sidecarLog);
   await removeVmDir(plan);
