@@ -100,9 +100,11 @@ export class Sidecar {
     await this.#policy.reload();
 
     const cachePath = this.#options.cachePath ?? `${this.#config.runtimeDir}/cache.sock`;
+    const pid = this.#identity.pid ?? process.pid;
     this.#cache = new CacheClient({
       socketPath: cachePath,
-      vm: { name: name ?? uuid ?? `vm-${this.#identity.pid ?? process.pid}`, uuid: uuid ?? NIL_UUID, pid: this.#identity.pid ?? process.pid },
+      // The registry counts VMs by uuid: VMs started without -uuid must not all count as one.
+      vm: { name: name ?? uuid ?? `vm-${pid}`, uuid: uuid ?? `${NIL_UUID}-${pid}`, pid },
       items: this.#allowedItems(),
     });
     this.#cache.on('disconnected', (info) => log.warn({ event: 'cache-disconnected', ...info }, 'hostinfo-cache connection lost; data items answer 503 until it is back'));

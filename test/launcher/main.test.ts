@@ -7,6 +7,7 @@ import { mkdir, mkdtemp, readdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { fetchStatus } from '../../cache/client.js';
 import { socketAnswers } from '../../launcher/cache-starter.js';
 import { QmpClient } from '../../sidecar/qmp/index.js';
 import { readLogFile, waitForLogLine } from '../helpers/log-file.js';
@@ -135,6 +136,9 @@ t.test('two VMs of one name at once: two directories, one cache', async (t) => {
   await waitForLogLine(sidecarLog(s, 'twin-2'), (line) => line['event'] === 'guest-connected');
   const caches = spawnSync('pgrep', ['-f', '--', `--socket ${s.runtime}/cache.sock`], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
   t.equal(caches.length, 1, 'exactly one cache serves both');
+  await waitForLogLine(sidecarLog(s, 'twin-2'), (line) => line['event'] === 'cache-subscribed');
+  await waitForLogLine(sidecarLog(s, 'twin'), (line) => line['event'] === 'cache-subscribed');
+  t.equal((await fetchStatus(join(s.runtime, 'cache.sock'))).vmcount, 2, 'two VMs without -uuid count as two');
   process.kill(first.pid, 'SIGTERM');
   process.kill(second.pid, 'SIGTERM');
   t.same(await first.exited, { code: 0, signal: null });
