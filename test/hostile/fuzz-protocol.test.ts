@@ -1,0 +1,146 @@
+// Fuzz of the pure guest side: GuestLineDecoder + handleGuestFrame, fed generated hostile byte
+// streams in generated chunkings, as the sidecar feeds them. Over a million request lines per run
+// with a fixed seed (HOSTINFO_FUZZ_SEED replays or explores another); the seed is printed first
+// and again with any failure.
+
+import fc from 'fast-check';
+import t from 'tap';
+import type { HostSnapshot } from '../../cache/sample.js';
+import { decideAccess, type Access } from '../../policies/access.js';
+import { ITEM_NAMES, type ItemName } from '../../policies/items.js';
+import { FRESH_LIMITER, type LimiterState } from '../../policies/rate-limiter.js';
+import { parseVmPolicy } from '../../policies/vm-policy.js';
+import { GuestLineDecoder } from '../../sidecar/protocol/line-decoder.js';
+import { handleGuestFrame, NOT_ENABLED_TEXT, type VmFacts } from '../../sidecar/request-handler.js';
+import { chunking, cut, fuzzSeed, piece } from './arbitraries.js';
+import { malformed, requestedItem, SENSITIVE_ITEMS, splitLines, statusOf } from './oracle.js';
+
+const SEED = fuzzSeed(20261125);
+/** Sessions per run; each is up to 80 pieces. Chosen so that one run feeds well over 1e6 lines. */
+const RUNS = Number(process.env['HOSTINFO_FUZZ_RUNS'] ?? 34_000);
+const MIN_LINES = Number(process.env['HOSTINFO_FUZZ_MIN_LINES'] ?? 1_000_000);
+const NOW = 1_795_613_704_391;
+
+const SNAPSHOT: HostSnapshot = {
+  takenAt: NOW,
+  values: {
+    physcpus: 16, physcores: 8, sockets: 1, cpumodel: 'AMD EPYC 7B13 64-Core Processor', cpumhz: 2450,
+    loadavg: [0.52, 0.48, 0.4], cpuusage: { user: 12.5, system: 3.1, iowait: 0.2, steal: 0, idle: 84.2 },
+    pressure: { cpu: 1.2, memory: 0, io: 0.35 }, physmem: { total: 16303932, free: 123456, available: 9876543 },
+    swap: { total: 0, free: 0 }, uptime: 123456, hostname: 'SECRET-HOSTNAME', kernel: 'SECRET-KERNEL', vmcount: 987654321,
+  },
+};
+/** Host data as the sidecar may hold it: fresh, none yet, stale, or with items the host cannot measure. */
+const HOST_DATA: Record<string, HostSnapshot | undefined> = {
+  fresh: SNAPSHOT,
+  none: undefined,
+  stale: { ...SNAPSHOT, takenAt: NOW - 60_000 },
+  partial: { takenAt: NOW, values: { physcpus: 16, hostname: 'SECRET-HOSTNAME', vmcount: 987654321 } },
+};
+const VM: VmFacts = { hypervisor: 'QEMU 7.2.22', vcpuDelay: { percent: 2.35, measuredAt: NOW } };
+
+/** What a 200 for each item must say, given SNAPSHOT and VM (hosttime depends on the clock). */
+const ITEM_TEXT: Record<Exclude<ItemName, 'hosttime'>, string> = {
+  physcpus: '16', physcores: '8', sockets: '1', cpumodel: 'AMD EPYC 7B13 64-Core Processor', cpumhz: '2450',
+  loadavg: '0.52 0.48 0.40', cpuusage: 'user=12.5 system=3.1 iowait=0.2 steal=0.0 idle=84.2',
+  pressure: 'cpu=1.20 memory=0.00 io=0.35', physmem: 'total=16303932 free=123456 available=9876543',
+  swap: 'total=0 free=0', uptime: '123456', hostname: 'SECRET-HOSTNAME', kernel: 'SECRET-KERNEL',
+  hypervisor: 'QEMU 7.2.22', vcpudelay: '2.35', vmcount: '987654321',
+};
+
+function access(toml: string): Access {
+  return decideAccess({ enabled: true, file: '/etc/hostinfo/hostinfo.toml' }, { kind: 'found', policy: parseVmPolicy(toml, '/p/vm.toml') });
+}
+
+const POLICIES: Record<string, Access> = {
+  disabled: access('enabled = false\n'),
+  minimal: access('enabled = true\nallow = ["physcpus"]\nburst = 1000000000\ninterval = 0.001\n'),
+  default: access('enabled = true\nburst = 1000000000\n'),
+  'default-rate': access('enabled = true\n'),
+  generous: access(`enabled = true\nallow = [${ITEM_NAMES.filter((n) => n !== 'vmcount').map((n) => `"${n}"`).join(', ')}]\nburst = 1000000000\ninterval = 0.001\n`),
+};
+
+const allowedItems = (a: Access): readonly ItemName[] => (a.served ? a.policy.items : []);
+
+t.test('decoder + handler hold every invariant on generated hostile input', async (t) => {
+  t.comment(`fuzz seed ${SEED} (replay with HOSTINFO_FUZZ_SEED=${SEED}), ${RUNS} sessions`);
+  t.ok(POLICIES['generous']?.served && !allowedItems(POLICIES['generous']).includes('vmcount'), 'generous policy leaves one sensitive item out');
+  let lines = 0;
+  let chunks = 0;
+  let bytes = 0;
+  let replies = 0;
+  const statuses = new Map<number, number>();
+  const started = process.hrtime.bigint();
+
+  const property = fc.property(
+    fc.constantFrom(...Object.keys(POLICIES)),
+    fc.constantFrom(...Object.keys(HOST_DATA)),
+    fc.array(piece, { minLength: 1, maxLength: 80, size: 'max' }),
+    chunking,
+    fc.array(fc.integer({ min: 0, max: 1500 }), { minLength: 1, maxLength: 5 }),
+    (policyName, dataName, pieces, how, clockSteps) => {
+      const snapshot = HOST_DATA[dataName];
+      const policy = POLICIES[policyName] as Access;
+      const stream = Buffer.concat(pieces);
+      const expected = splitLines(stream).lines;
+      const decoder = new GuestLineDecoder();
+      let limiter: LimiterState = FRESH_LIMITER;
+      let now = NOW;
+      const got: string[] = [];
+      const parts = cut(stream, how);
+      parts.forEach((chunk, index) => {
+        for (const frame of decoder.push(chunk)) {
+          const outcome = handleGuestFrame({ access: policy, limiter, snapshot, vm: VM, maxAgeMs: 10_000, now, version: '0.1.0' }, frame);
+          limiter = outcome.limiter;
+          if (outcome.reply !== undefined) got.push(outcome.reply);
+        }
+        if (decoder.bufferedBytes >= 256) throw new Error(`decoder holds ${decoder.bufferedBytes} bytes`);
+        now += clockSteps[index % clockSteps.length] ?? 0;
+      });
+      lines += expected.length;
+      chunks += parts.length;
+      bytes += stream.length;
+      replies += got.length;
+
+      const answered = expected.filter((line) => line.answered);
+      if (got.length !== answered.length) {
+        throw new Error(`${got.length} replies for ${answered.length} lines that need one (${expected.length} lines in all)`);
+      }
+      got.forEach((reply, index) => {
+        const problem = malformed(reply);
+        if (problem !== undefined) throw new Error(problem);
+        const status = statusOf(reply);
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
+        if (status === 500) throw new Error(`500 (a bug) for ${JSON.stringify(answered[index]?.raw.toString('latin1'))}`);
+        if (!policy.served && reply !== `1.0 403 ${NOT_ENABLED_TEXT}\n`) throw new Error(`disabled VM answered ${JSON.stringify(reply)}`);
+        for (const secret of SENSITIVE_ITEMS.filter((name) => !allowedItems(policy).includes(name)).map((name) => ITEM_TEXT[name as 'hostname'])) {
+          if (reply.includes(secret) && !(answered[index]?.raw.toString('latin1').includes(secret) ?? false)) {
+            throw new Error(`sensitive value ${secret} leaked under ${policyName}: ${JSON.stringify(reply)}`);
+          }
+        }
+        const item = requestedItem(answered[index]?.raw ?? Buffer.alloc(0));
+        if (status === 200 && item !== undefined) {
+          if (!allowedItems(policy).includes(item)) throw new Error(`200 for ${item} outside policy ${policyName}`);
+          if (dataName === 'fresh' && item !== 'hosttime' && reply !== `1.0 200 ${ITEM_TEXT[item]}\n`) throw new Error(`${item} answered ${JSON.stringify(reply)}`);
+        }
+        if (status === 200 && item !== undefined && SENSITIVE_ITEMS.includes(item) && !allowedItems(policy).includes(item)) {
+          throw new Error(`sensitive ${item} served`);
+        }
+      });
+    },
+  );
+
+  const details = await fc.check(property, { seed: SEED, numRuns: RUNS });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  t.comment(`${lines} request lines, ${chunks} chunks, ${bytes} bytes, ${replies} replies in ${seconds.toFixed(1)} s`);
+  t.comment(`statuses: ${[...statuses].sort(([a], [b]) => a - b).map(([s, n]) => `${s}×${n}`).join(' ')}`);
+  if (details.failed) {
+    t.fail(`fuzz failure, seed ${details.seed}, path "${details.counterexamplePath ?? ''}": ${String(details.errorInstance)}\n${fc.defaultReportMessage(details) ?? ''}`.slice(0, 20_000));
+  } else {
+    t.pass(`${details.numRuns} sessions passed (seed ${details.seed})`);
+  }
+  if (!details.failed) t.ok(lines >= MIN_LINES, `at least ${MIN_LINES} request lines fed (${lines})`);
+  for (const status of [200, 400, 403, 404, 429, 503]) {
+    if (!details.failed && RUNS >= 10_000) t.ok((statuses.get(status) ?? 0) > 0, `status ${status} was produced`);
+  }
+});
