@@ -16,7 +16,8 @@ const WARMUP = 500;
 const ROUNDS = 5_000;
 const bin = (relative: string): string => fileURLToPath(new URL(`../${relative}`, import.meta.url));
 
-const ECHO_CLIENT = `
+/** The baseline: a bare Node process that connects to argv[1] and answers every line with a fixed reply. */
+export const ECHO_CLIENT = `
 const socket = require('node:net').createConnection(process.argv[1]);
 let pending = '';
 socket.on('data', (chunk) => {
