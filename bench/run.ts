@@ -2,10 +2,12 @@
 
 import { collectorBenchmark } from './cache-collector.js';
 import { fanoutBenchmark } from './cache-fanout.js';
+import { fleetRoundTripBenchmark } from './fleet-roundtrip.js';
 import { guestRoundTripBenchmark } from './guest-roundtrip.js';
+import { launcherBenchmark } from './launcher-overhead.js';
 import { type Benchmark, type BenchRow, formatTable } from './table.js';
 
-const BENCHMARKS: readonly Benchmark[] = [collectorBenchmark, fanoutBenchmark, guestRoundTripBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [collectorBenchmark, fanoutBenchmark, guestRoundTripBenchmark, fleetRoundTripBenchmark, launcherBenchmark];
 
 const rows: BenchRow[] = [];
 for (const benchmark of BENCHMARKS) {
