@@ -35,3 +35,13 @@ export function takeToken(limit: RateLimit, state: LimiterState, now: number): L
   }
   return { allowed: true, state: { fullAt: fullAt + limit.intervalMs } };
 }
+
+/**
+ * Carries a bucket over to a new limit (the VM's policy changed). The state is an instant in the
+ * old limit's terms; without this, tightening a generous policy would leave the guest locked out
+ * for up to the old burst × old interval. A guest keeps no more debt than a full new bucket.
+ */
+export function rebaseLimiter(limit: RateLimit, state: LimiterState, now: number): LimiterState {
+  const worst = now + limit.burst * limit.intervalMs;
+  return state.fullAt > worst ? { fullAt: worst } : state;
+}

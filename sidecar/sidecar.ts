@@ -6,7 +6,7 @@ import type { VmCounters } from '../cache/messages.js';
 import { CacheClient } from '../cache/client.js';
 import type { Access } from '../policies/access.js';
 import type { HostConfig } from '../policies/host-config.js';
-import { FRESH_LIMITER, type LimiterState } from '../policies/rate-limiter.js';
+import { FRESH_LIMITER, rebaseLimiter, type LimiterState } from '../policies/rate-limiter.js';
 import { AuditLog, type AuditRecord } from './audit-log.js';
 import { countRequest, ZERO_COUNTERS } from './counters.js';
 import { GuestPort } from './guest-port.js';
@@ -208,6 +208,7 @@ export class Sidecar {
 
   #onAccessChange(access: Access): void {
     if (access.served) {
+      this.#limiter = rebaseLimiter(access.policy.limit, this.#limiter, this.#now());
       this.#options.log.info({ event: 'policy', served: true, file: access.policy.file, items: access.policy.items, limit: access.policy.limit });
     } else {
       this.#options.log.warn({ event: 'policy', served: false, reason: access.reason }, 'hostinfo not served to this VM');

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { FRESH_LIMITER, takeToken, type LimiterState, type RateLimit } from '../../policies/rate-limiter.js';
+import { FRESH_LIMITER, rebaseLimiter, takeToken, type LimiterState, type RateLimit } from '../../policies/rate-limiter.js';
 
 function run(limit: RateLimit, instants: readonly number[]): (number | 'ok')[] {
   let state: LimiterState = FRESH_LIMITER;
@@ -45,4 +45,18 @@ t.test('over 60 s a greedy client gets exactly burst + floor(60 / interval) requ
     }
     t.equal(allowed, burst + Math.floor(60_000 / intervalMs), `burst ${burst} interval ${intervalMs} ms`);
   }
+});
+
+t.test('a policy change carries at most one full new bucket of debt over', async (t) => {
+  const generous = { burst: 1_000_000, intervalMs: 1 };
+  let state: LimiterState = FRESH_LIMITER;
+  for (let i = 0; i < 20_000; i += 1) state = takeToken(generous, state, 0).state;
+  const strict = { burst: 1, intervalMs: 1000 };
+  const rebased = rebaseLimiter(strict, state, 0);
+  const decision = takeToken(strict, rebased, 0);
+  t.equal(decision.allowed, false);
+  t.equal(decision.allowed ? 0 : decision.retryAfterMs, 1000, 'waits one new interval, not 20 s of old debt');
+  t.equal(rebaseLimiter(strict, FRESH_LIMITER, 5), FRESH_LIMITER, 'an unused bucket stays as it is');
+  const light = takeToken(strict, FRESH_LIMITER, 0).state;
+  t.equal(rebaseLimiter(generous, light, 0), light, 'a loosened policy keeps the state');
 });
