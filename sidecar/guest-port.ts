@@ -57,19 +57,25 @@ export class GuestPort extends EventEmitter<GuestPortEvents> {
     // stops while they wait.
     let queue: GuestFrame[] = [];
     const answerQueued = (): void => {
-      while (queue.length > 0) {
-        const frame = queue.shift() as GuestFrame;
-        const reply = this.#respond(frame);
-        // A guest that writes but never reads: stop answering (and reading) until its replies
-        // drain, so unread replies cannot pile up in the sidecar's memory.
-        if (reply !== undefined && !socket.write(reply)) {
-          socket.pause();
-          this.emit('backpressure', socket.writableLength);
-          socket.once('drain', answerQueued);
-          return;
+      // One read can hold thousands of requests: their replies leave in one write, not one each.
+      socket.cork();
+      try {
+        while (queue.length > 0) {
+          const frame = queue.shift() as GuestFrame;
+          const reply = this.#respond(frame);
+          // A guest that writes but never reads: stop answering (and reading) until its replies
+          // drain, so unread replies cannot pile up in the sidecar's memory.
+          if (reply !== undefined && !socket.write(reply)) {
+            socket.pause();
+            this.emit('backpressure', socket.writableLength);
+            socket.once('drain', answerQueued);
+            return;
+          }
         }
+        socket.resume();
+      } finally {
+        socket.uncork();
       }
-      socket.resume();
     };
     socket.on('data', (chunk: Buffer) => {
       queue = queue.concat(decoder.push(chunk));
