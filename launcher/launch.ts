@@ -1,13 +1,12 @@
 // One VM's life under hostinfo-qemu: claim its runtime directory, make sure the cache runs, start
-// QEMU on the user's terminal, start the sidecar once QMP is up, and when QEMU ends stop the
+// QEMU on the user's terminal together with the sidecar, and when QEMU ends stop the
 // sidecar, remove the directory and hand back QEMU's exit status.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, watch } from 'node:fs';
-import { access } from 'node:fs/promises';
+import { closeSync } from 'node:fs';
 import { constants } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { HostConfig } from '../policies/host-config.js';
 import { CacheKeeper } from './cache-keeper.js';
@@ -46,28 +45,6 @@ export async function runQemu(binary: string, args: readonly string[], onStart?:
     return await exited;
   } finally {
     for (const signal of FORWARDED_SIGNALS) process.off(signal, forward);
-  }
-}
-
-/** Resolves when `path` exists, or with false when `stop` resolves first. */
-async function appears(path: string, stop: Promise<unknown>): Promise<boolean> {
-  const exists = (): Promise<boolean> => access(path).then(() => true, () => false);
-  let stopped = false;
-  void stop.then(() => { stopped = true; });
-  let wake: () => void = () => {};
-  const watcher = watch(join(path, '..'), { persistent: false }, (_event, name) => {
-    if (name === null || name === basename(path)) wake();
-  });
-  void stop.then(() => wake());
-  try {
-    while (!stopped) {
-      const changed = new Promise<void>((resolve) => { wake = resolve; });
-      if (await exists()) return true;
-      await changed;
-    }
-    return false;
-  } finally {
-    watcher.close();
   }
 }
 
@@ -119,34 +96,29 @@ export async function runWrapped(launch: WrappedLaunch): Promise<number> {
 
   const sidecarLog = openLog(config.runtimeDir, `${plan.vmDirName}.sidecar.log`);
   let supervisor: SidecarSupervisor | undefined;
-  let qemuExited: () => void = () => {};
-  const qemuGone = new Promise<void>((resolve) => { qemuExited = resolve; });
-
   const keeper = new CacheKeeper(cacheSocket, startCache);
   const status = await runQemu(launch.qemu, plan.args, (child) => {
     keeper.start();
-    void appears(plan.qmpSocket, qemuGone).then((ready) => {
-      if (!ready) return;
-      supervisor = new SidecarSupervisor({
-        command: process.execPath,
-        args: [
-          SIDECAR_MAIN, '--qmp', plan.qmpSocket, '--guest', plan.guestSocket, '--cache', cacheSocket, '--qemu-pid', String(child.pid),
-          ...(launch.configPath === undefined ? [] : ['--config', launch.configPath]),
-          ...(launch.policyDirOverride === undefined ? [] : ['--policy-dir', launch.policyDirOverride]),
-        ],
-        stdio: ['ignore', sidecarLog, sidecarLog],
-        env: childEnv,
-      });
-      supervisor.on('exited', (how, restartInMs) => {
-        if (restartInMs !== undefined) say(`sidecar ended (${how}); restarting in ${restartInMs} ms`);
-      });
-      supervisor.on('gave-up', (crashes) => {
-        say(`sidecar crashed ${crashes} times in a row; the guest's hostinfo port is no longer answered. See ${join(config.runtimeDir, 'logs', `${plan.vmDirName}.sidecar.log`)}`);
-      });
-      supervisor.start();
+    // Started together with QEMU, not once QMP is up: the sidecar's own start-up (Node, its
+    // modules) then overlaps QEMU's, and it retries the QMP socket until QEMU listens.
+    supervisor = new SidecarSupervisor({
+      command: process.execPath,
+      args: [
+        SIDECAR_MAIN, '--qmp', plan.qmpSocket, '--guest', plan.guestSocket, '--cache', cacheSocket, '--qemu-pid', String(child.pid),
+        ...(launch.configPath === undefined ? [] : ['--config', launch.configPath]),
+        ...(launch.policyDirOverride === undefined ? [] : ['--policy-dir', launch.policyDirOverride]),
+      ],
+      stdio: ['ignore', sidecarLog, sidecarLog],
+      env: childEnv,
     });
+    supervisor.on('exited', (how, restartInMs) => {
+      if (restartInMs !== undefined) say(`sidecar ended (${how}); restarting in ${restartInMs} ms`);
+    });
+    supervisor.on('gave-up', (crashes) => {
+      say(`sidecar crashed ${crashes} times in a row; the guest's hostinfo port is no longer answered. See ${join(config.runtimeDir, 'logs', `${plan.vmDirName}.sidecar.log`)}`);
+    });
+    supervisor.start();
   });
-  qemuExited();
   keeper.stop();
   await supervisor?.stop();
   closeSync(sidecarLog);
