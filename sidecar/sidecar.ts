@@ -20,6 +20,7 @@ import { HOSTINFO_VERSION } from './version.js';
 /** Counters go to the cache registry at most this often, however fast the guest asks. */
 export const COUNTER_REPORT_MS = 1_000;
 export const QMP_CONNECT_TIMEOUT_MS = 10_000;
+export const CACHE_RECONNECT = { minMs: 100, maxMs: 1_000 } as const;
 const QMP_RETRY_MS = 50;
 
 export interface SidecarLog {
@@ -106,6 +107,9 @@ export class Sidecar {
       // The registry counts VMs by uuid: VMs started without -uuid must not all count as one.
       vm: { name: name ?? uuid ?? `vm-${pid}`, uuid: uuid ?? `${NIL_UUID}-${pid}`, pid },
       items: this.#allowedItems(),
+      // A retry on a local unix socket costs nothing: cap the backoff so data returns within
+      // about a second of a restarted cache listening.
+      reconnect: CACHE_RECONNECT,
     });
     this.#cache.on('disconnected', (info) => log.warn({ event: 'cache-disconnected', ...info }, 'hostinfo-cache connection lost; data items answer 503 until it is back'));
     this.#cache.on('subscribed', (items) => log.info({ event: 'cache-subscribed', items }));
