@@ -1,9 +1,9 @@
 // CPU time of one host sample (read + parse + assemble) against only reading the same /proc
 // files into a buffer: the parsing overhead the daemon adds on top of the unavoidable syscalls.
 
-import { HOT_PROC_FILES, HotCounters } from '../cache/collectors/hot-counters.js';
-import { ProcFiles } from '../cache/collectors/proc-reader.js';
-import { HostSampler } from '../cache/sampler.js';
+import { HOT_PROC_FILES, HotCounters } from '../daemon/collectors/hot-counters.js';
+import { ProcFiles } from '../daemon/collectors/proc-reader.js';
+import { HostSampler } from '../daemon/sampler.js';
 import type { Benchmark, BenchRow } from './table.js';
 
 const ITERATIONS = 20_000;

@@ -8,11 +8,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HotCounters } from '../cache/collectors/hot-counters.js';
-import { ProcFiles } from '../cache/collectors/proc-reader.js';
-import { HostSampler } from '../cache/sampler.js';
-import { CacheServer } from '../cache/server.js';
-import { listenExclusive } from '../cache/single-instance.js';
+import { HotCounters } from '../daemon/collectors/hot-counters.js';
+import { ProcFiles } from '../daemon/collectors/proc-reader.js';
+import { HostSampler } from '../daemon/sampler.js';
+import { CacheServer } from '../daemon/server.js';
+import { listenExclusive } from '../daemon/single-instance.js';
 import { type Benchmark, type BenchRow, percentile } from './table.js';
 import type { FromSubscribers, ToSubscribers } from './subscribers.js';
 

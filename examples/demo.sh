@@ -10,8 +10,8 @@ guest=$("$root/examples/guest/build.sh" | tail -n1)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/hostinfo-demo.XXXXXX")
 cleanup() {
-  # The launcher starts a hostinfo-cache that outlives the VM on purpose; this one was only for the demo.
-  pkill -TERM -f -- "--socket $work/run/cache.sock" 2>/dev/null || true
+  # The launcher starts a hostinfod that outlives the VM on purpose; this one was only for the demo.
+  pkill -TERM -f -- "--runtime-dir $work/run" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -27,7 +27,7 @@ GUEST
 "$root/examples/guest/with-script.sh" "$work/guest.sh" "$work/initrd.gz"
 
 echo "== hostinfo-qemu --config examples/hostinfo.toml -- -name demo -nographic ... (policy: examples/policies/demo.toml)"
-node "$root/dist/launcher/main.js" --config "$root/examples/hostinfo.toml" --runtime-dir "$work/run" -- \
+"$root/bin/hostinfo-qemu" --config "$root/examples/hostinfo.toml" --runtime-dir "$work/run" -- \
   -name demo -accel tcg -M pc -m 256 -nographic -no-reboot \
   -kernel "$guest/vmlinuz" -initrd "$work/initrd.gz" -append 'console=ttyS0 panic=-1 quiet'
 echo "== the guest powered off; QEMU exited 0"

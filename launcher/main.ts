@@ -1,75 +1,122 @@
 #!/usr/bin/env node
-// hostinfo-qemu: used instead of qemu-system-x86_64 / qemu-kvm. Flags, config and the choice
-// between running QEMU untouched and running it with hostinfo wired in.
+// hostinfo-qemu's planner, run by its shell front (bin/hostinfo-qemu): flags and config, the
+// choice between QEMU untouched and QEMU with hostinfo wired in, the VM's registration with the
+// daemon. Its stdout is shell for the front to evaluate (see shell-plan.ts); it never runs QEMU.
 
 import { resolve } from 'node:path';
+import { closeInheritedFds } from '../common/inherited-fds.js';
+import { processStartTime } from '../common/proc.js';
+import { checkRuntimeTree, VMS_DIR } from '../common/runtime-tree.js';
+import { MAX_VM_NAME_LENGTH } from '../common/vm-record.js';
+import { HOSTINFO_VERSION } from '../common/version.js';
 import { ConfigError } from '../policies/config-error.js';
-import { loadHostConfig } from '../policies/host-config.js';
-import { HOSTINFO_VERSION } from '../sidecar/version.js';
-import { parseLauncherFlags, USAGE } from './cli.js';
-import { runQemu, runWrapped } from './launch.js';
+import { loadHostConfig, type HostConfig } from '../policies/host-config.js';
+import { parseLauncherFlags, USAGE, type LauncherFlags } from './cli.js';
+import { ensureDaemon } from './daemon-starter.js';
 import { scanQemuArgs } from './qemu-args-scan.js';
 import { findQemu } from './qemu-binary.js';
-import { ensureRuntimeDir, planAndClaimVmDir } from './runtime-dir.js';
+import { planAndRegister } from './register.js';
+import { execScript, exitScript } from './shell-plan.js';
 
 const EXIT_USAGE = 2;
 const EXIT_NO_QEMU = 127;
 
-/** With -nographic the terminal is raw: a bare LF would not return the cursor. */
+/** With -nographic the terminal may already be raw: a bare LF would not return the cursor. */
 function say(message: string): void {
   process.stderr.write(`hostinfo-qemu: ${message}${process.stderr.isTTY ? '\r\n' : '\n'}`);
 }
 
-async function main(): Promise<number> {
+/** The shell process that will exec QEMU; its pid is the one the caller (or a VM manager) tracks. */
+function frontPid(): number | undefined {
+  const text = process.env['HOSTINFO_FRONT_PID'] ?? '';
+  const pid = Number(text);
+  return /^\d+$/.test(text) && pid > 1 ? pid : undefined;
+}
+
+async function main(): Promise<string> {
   const parsed = parseLauncherFlags(process.argv.slice(2));
-  if (parsed.kind === 'help') return process.stdout.write(USAGE), 0;
-  if (parsed.kind === 'version') return process.stdout.write(`hostinfo-qemu ${HOSTINFO_VERSION}\n`), 0;
+  if (parsed.kind === 'help') return exitScript(0, USAGE);
+  if (parsed.kind === 'version') return exitScript(0, `hostinfo-qemu ${HOSTINFO_VERSION}\n`);
   if (parsed.kind === 'error') {
     say(`${parsed.message}\nTry hostinfo-qemu --help.`);
-    return EXIT_USAGE;
+    return exitScript(EXIT_USAGE);
   }
   const { flags } = parsed;
   const qemu = findQemu(flags.qemu, process.env);
   if (!qemu.found) {
     say(`no QEMU binary found (tried ${qemu.tried.join(', ')}); name one with --qemu PATH or HOSTINFO_QEMU`);
-    return EXIT_NO_QEMU;
+    return exitScript(EXIT_NO_QEMU);
   }
-  // Questions to QEMU itself (--help, -version, -machine none, ... help) run untouched, with no
+  const plain = execScript(qemu.path, flags.qemuArgs);
+  // Questions to QEMU itself (--help, -version, -machine none, ... help) run untouched with no
   // config needed: libvirt's capability probes must see plain QEMU.
-  if (scanQemuArgs(flags.qemuArgs).passthrough !== undefined) return runQemu(qemu.path, flags.qemuArgs);
+  if (scanQemuArgs(flags.qemuArgs).passthrough !== undefined) return plain;
+  const pid = frontPid();
+  if (pid === undefined) {
+    say('internal entry point: run bin/hostinfo-qemu, which becomes QEMU once this has planned');
+    return exitScript(EXIT_USAGE);
+  }
+  const served = await serve(flags, pid);
+  if (served.kind === 'plain') return plain;
+  if (served.kind === 'refused') return exitScript(EXIT_USAGE);
+  return execScript(qemu.path, served.args);
+}
 
+type Served = { readonly kind: 'wrapped'; readonly args: readonly string[] } | { readonly kind: 'plain' } | { readonly kind: 'refused' };
+
+/**
+ * Everything that can keep hostinfo from serving this VM ends in QEMU starting without it,
+ * loudly: a broken hostinfo setup must never keep a VM from starting.
+ */
+async function serve(flags: LauncherFlags, pid: number): Promise<Served> {
+  const without = (why: string): Served => {
+    say(`${why}\nhostinfo-qemu: starting QEMU without hostinfo`);
+    return { kind: 'plain' };
+  };
   const environment = { env: process.env, uid: process.geteuid?.() ?? 0, cwd: process.cwd() };
   const configPath = flags.configPath === undefined ? undefined : resolve(flags.configPath);
-  let config;
+  let config: HostConfig;
   try {
     config = await loadHostConfig({ configPath, policyDir: flags.policyDir, runtimeDir: flags.runtimeDir }, environment);
   } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    // A broken hostinfo config must not keep VMs from starting: run QEMU without hostinfo, loudly.
-    say(`${error.message}\nhostinfo-qemu: starting QEMU without hostinfo`);
-    return runQemu(qemu.path, flags.qemuArgs);
+    if (error instanceof ConfigError) return without(error.message);
+    throw error;
   }
-  await ensureRuntimeDir(config.runtimeDir);
-  const plan = await planAndClaimVmDir(flags.qemuArgs, { transport: flags.transport, runtimeDir: config.runtimeDir, launcherPid: process.pid });
+  const name = scanQemuArgs(flags.qemuArgs).name;
+  if (name !== undefined && name.length > MAX_VM_NAME_LENGTH) return without(`-name is ${name.length} characters; hostinfo serves VM names of at most ${MAX_VM_NAME_LENGTH}`);
+  const startTime = processStartTime(pid);
+  if (startTime === undefined) return without(`process ${pid} (the one to become QEMU) is gone`);
+  try {
+    await ensureDaemon({ runtimeDir: config.runtimeDir, configPath: configPath ?? config.file, env: daemonEnv(flags) });
+    checkRuntimeTree(config.runtimeDir);
+  } catch (error) {
+    return without((error as Error).message);
+  }
+  let plan;
+  try {
+    plan = planAndRegister(flags.qemuArgs, { transport: flags.transport, vmsDir: resolve(config.runtimeDir, VMS_DIR), launcherPid: pid }, { pid, startTime, cwd: process.cwd() });
+  } catch (error) {
+    return without(`cannot register the VM under ${config.runtimeDir}: ${(error as Error).message}`);
+  }
   if (plan.mode === 'error') {
     say(plan.message);
-    return EXIT_USAGE;
+    return { kind: 'refused' };
   }
-  if (plan.mode === 'passthrough') return runQemu(qemu.path, plan.args);
+  if (plan.mode === 'passthrough') return { kind: 'plain' };
   if (plan.readconfig) say('note: options inside -readconfig files are not inspected; check that they leave a serial port free');
-  return runWrapped({
-    qemu: qemu.path,
-    plan,
-    config,
-    configPath,
-    policyDirOverride: flags.policyDir === undefined ? undefined : resolve(flags.policyDir),
-    env: process.env,
-    say,
-  });
+  return { kind: 'wrapped', args: plan.args };
 }
 
-main().then((status) => {
-  process.exitCode = status;
+/** An autostarted daemon reads the same policy directory as this launcher was told to. */
+function daemonEnv(flags: LauncherFlags): NodeJS.ProcessEnv {
+  return flags.policyDir === undefined ? process.env : { ...process.env, HOSTINFO_POLICY_DIR: resolve(flags.policyDir) };
+}
+
+// Before anything can be started: what the caller left open (libvirt's monitor socket, virtlogd's
+// pipe) is for QEMU, which the front's exec keeps; this process and its children need none of it.
+closeInheritedFds();
+main().then((script) => {
+  process.stdout.write(script);
 }, (error: unknown) => {
   say(`internal error: ${(error as Error).stack ?? String(error)}`);
   process.exitCode = 1;

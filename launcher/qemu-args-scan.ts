@@ -23,6 +23,8 @@ export interface ScannedArgs {
   readonly virtserialportNames: readonly string[];
   readonly nographic: boolean;
   readonly daemonize: boolean;
+  /** The last `-pidfile` value (QEMU keeps the last one), as given. */
+  readonly pidfile: string | undefined;
   /** What QEMU's vl.c would leave set after parsing: it then creates these defaults itself. */
   readonly defaultSerial: boolean;
   readonly defaultMonitor: boolean;
@@ -89,6 +91,7 @@ export function scanQemuArgs(args: readonly string[]): ScannedArgs {
   const unknownOptions: string[] = [];
   let nographic = false;
   let daemonize = false;
+  let pidfile: string | undefined;
   let nodefaults = false;
   let monitorGiven = false;
   let serialDisabledByDevice = false;
@@ -159,6 +162,9 @@ export function scanQemuArgs(args: readonly string[]): ScannedArgs {
       case 'readconfig':
         readconfig = true;
         break;
+      case 'pidfile':
+        pidfile = value;
+        break;
       default:
         if (MONITOR_OPTIONS.has(name)) monitorGiven = true; // `-monitor none` too
     }
@@ -175,6 +181,7 @@ export function scanQemuArgs(args: readonly string[]): ScannedArgs {
     virtserialportNames,
     nographic,
     daemonize,
+    pidfile,
     defaultSerial: !nodefaults && serials.length === 0 && !serialDisabledByDevice,
     defaultMonitor: !nodefaults && !monitorGiven,
     unknownOptions,

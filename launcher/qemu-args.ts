@@ -9,6 +9,8 @@
 //     QEMU's default monitor on 7.2: only the command-line options do.)
 //   - `-set device.ID.index=N` rewrites are not followed.
 //   - `-S`, `-incoming`, `-loadvm`, `-snapshot` and everything else just pass through.
+//   - `-daemonize` without `-pidfile` gets a pidfile in the VM's directory: QEMU's own pid is
+//     only known from it once QEMU has forked.
 
 import { posix } from 'node:path';
 import { safeNameStem, safeUuidStem } from '../policies/policy-lookup.js';
@@ -16,17 +18,18 @@ import { scanQemuArgs, type PassthroughReason } from './qemu-args-scan.js';
 import { chooseSerialIndex, countSerials, MAX_ISA_SERIAL_PORTS, ourSerialAsJson, restoredDefaults } from './qemu-args-serial.js';
 import { escapeOptionValue } from './qemu-options.js';
 
-export type Transport = 'isa-serial' | 'virtio-serial';
+import type { Transport } from '../common/vm-record.js';
+import { GUEST_SOCKET, QEMU_PIDFILE, QMP_SOCKET } from '../common/runtime-tree.js';
+
+export type { Transport };
 
 export interface PlanOptions {
   readonly transport: Transport;
   /** Absolute: QEMU resolves socket paths against its own working directory. */
-  readonly runtimeDir: string;
+  readonly vmsDir: string;
   readonly launcherPid: number;
   /** Directory names already taken (the caller got EEXIST): the next candidate is used. */
   readonly existingDirs?: Iterable<string>;
-  /** Off by default: with -daemonize the launcher cannot follow QEMU's lifetime through its child. */
-  readonly allowDaemonize?: boolean;
 }
 
 export type PlanErrorCode =
@@ -34,7 +37,6 @@ export type PlanErrorCode =
   | 'SOCKET_PATH_TOO_LONG'
   | 'ID_CLASH'
   | 'PORT_NAME_CLASH'
-  | 'DAEMONIZE_UNSUPPORTED'
   | 'NOGRAPHIC_DAEMONIZE'
   | 'VM_DIR_EXHAUSTED';
 
@@ -83,6 +85,8 @@ export interface WrapPlan {
   readonly portName?: string;
   readonly ids: PlanIds;
   readonly daemonize: boolean;
+  /** Where QEMU writes its pid with -daemonize (the user's -pidfile, else one in vmDir). */
+  readonly pidfile: string | undefined;
   /** Options the launcher does not know (treated as flags, see qemu-options-table.ts). */
   readonly unknownOptions: readonly string[];
   readonly readconfig: boolean;
@@ -133,14 +137,6 @@ export function planQemuArgs(userArgs: readonly string[], options: PlanOptions):
   const scan = scanQemuArgs(userArgs);
   if (scan.passthrough !== undefined) return { mode: 'passthrough', reason: scan.passthrough, args: [...userArgs] };
 
-  if (scan.daemonize && options.allowDaemonize !== true) {
-    return planError(
-      'DAEMONIZE_UNSUPPORTED',
-      'hostinfo-qemu does not support -daemonize: the launcher must stay the parent of QEMU to run its sidecar and clean up. ' +
-        'Run it in the background instead (e.g. under systemd or with nohup ... &), without -daemonize.',
-    );
-  }
-
   const stem = chooseIdStem(userArgs);
   if (stem === undefined) {
     return planError('ID_CLASH', `hostinfo-qemu could not find a free id: the QEMU arguments mention every id from ${ID_STEM}0 to ${ID_STEM}${MAX_ID_TRIES - 1}.`);
@@ -179,11 +175,11 @@ export function planQemuArgs(userArgs: readonly string[], options: PlanOptions):
     }
   }
   if (vmDirName === undefined) {
-    return planError('VM_DIR_EXHAUSTED', `hostinfo-qemu found no free runtime directory name under ${options.runtimeDir} (${MAX_DIR_CANDIDATES} tried); remove stale directories.`);
+    return planError('VM_DIR_EXHAUSTED', `hostinfo-qemu found no free runtime directory name under ${options.vmsDir} (${MAX_DIR_CANDIDATES} tried); remove stale directories.`);
   }
-  const vmDir = posix.join(options.runtimeDir, vmDirName);
-  const guestSocket = posix.join(vmDir, 'guest.sock');
-  const qmpSocket = posix.join(vmDir, 'qmp.sock');
+  const vmDir = posix.join(options.vmsDir, vmDirName);
+  const guestSocket = posix.join(vmDir, GUEST_SOCKET);
+  const qmpSocket = posix.join(vmDir, QMP_SOCKET);
   for (const socket of [guestSocket, qmpSocket]) {
     const bytes = Buffer.byteLength(socket);
     if (bytes > MAX_UNIX_SOCKET_PATH_BYTES) {
@@ -211,6 +207,8 @@ export function planQemuArgs(userArgs: readonly string[], options: PlanOptions):
     '-chardev', socketOption(ids.qmpChardev, qmpSocket),
     '-mon', `chardev=${ids.qmpChardev},mode=control`,
   ];
+  const ownPidfile = scan.daemonize && scan.pidfile === undefined ? posix.join(vmDir, QEMU_PIDFILE) : undefined;
+  if (ownPidfile !== undefined) added.push('-pidfile', ownPidfile);
 
   return {
     mode: 'wrap',
@@ -227,6 +225,7 @@ export function planQemuArgs(userArgs: readonly string[], options: PlanOptions):
     ...(serialIndex !== undefined ? { serialIndex } : { portName: VIRTIO_PORT_NAME }),
     ids,
     daemonize: scan.daemonize,
+    pidfile: scan.daemonize ? ownPidfile ?? scan.pidfile : undefined,
     unknownOptions: scan.unknownOptions,
     readconfig: scan.readconfig,
   };

@@ -12,6 +12,15 @@ export const DEFAULT_CONFIG_PATH = '/etc/hostinfo/hostinfo.toml';
 export const DEFAULT_POLICY_DIR = '/etc/hostinfo/policies';
 export const DEFAULT_CACHE_INTERVAL_SECONDS = 1.0;
 export const DEFAULT_MAX_AGE_SECONDS = 5.0;
+/** The unprivileged user sidecars of root-run VMs run as (created by .ci/setup / the install step). */
+export const DEFAULT_SIDECAR_USER = 'hostinfo';
+/**
+ * What one guest may send per second, whatever it is (requests, echoes, junk): past it the rest of
+ * the read is dropped and its port is not read until the second is over. 100 lines/s is 100 times
+ * the default policy's rate, so an honest guest never meets it.
+ */
+export const DEFAULT_GUEST_LINES_PER_SECOND = 100;
+export const DEFAULT_GUEST_BYTES_PER_SECOND = 16_384;
 
 export interface HostConfig {
   /** The file the settings came from; undefined when none existed at the default path. */
@@ -26,6 +35,9 @@ export interface HostConfig {
    */
   readonly group: string | undefined;
   readonly cache: { readonly intervalSeconds: number; readonly maxAgeSeconds: number };
+  /** Sidecars of VMs whose runtime directory root owns run as this user, never as root. */
+  readonly sidecarUser: string;
+  readonly guest: { readonly linesPerSecond: number; readonly bytesPerSecond: number };
 }
 
 export interface ConfigEnvironment {
@@ -41,8 +53,9 @@ export interface ConfigOverrides {
   readonly runtimeDir?: string | undefined;
 }
 
-const TOP_LEVEL_KEYS = ['enabled', 'policy_dir', 'runtime_dir', 'group', 'cache'] as const;
+const TOP_LEVEL_KEYS = ['enabled', 'policy_dir', 'runtime_dir', 'group', 'sidecar_user', 'cache', 'guest'] as const;
 const CACHE_KEYS = ['interval', 'max_age'] as const;
+const GUEST_KEYS = ['lines_per_second', 'bytes_per_second'] as const;
 
 export function defaultRuntimeDir(environment: ConfigEnvironment): string {
   if (environment.uid === 0) return '/run/hostinfo';
@@ -65,6 +78,8 @@ export interface HostConfigFileSettings {
   readonly runtimeDir: string | undefined;
   readonly group: string | undefined;
   readonly cache: HostConfig['cache'];
+  readonly sidecarUser: string;
+  readonly guest: HostConfig['guest'];
 }
 
 /** Parses hostinfo.toml text. Relative paths in it are relative to the file's own directory. */
@@ -79,6 +94,8 @@ export function parseHostConfig(text: string, file: string): HostConfigFileSetti
     // Otherwise every sample would already be stale before the next one arrives.
     throw cache.error('CONFIG_RANGE', 'max_age', `at least cache.interval (${intervalSeconds})`, String(maxAgeSeconds));
   }
+  const guest = top.subTable('guest');
+  guest?.rejectUnknownKeys(GUEST_KEYS);
   const base = dirname(resolve(file));
   return {
     enabled: top.boolean('enabled', false),
@@ -86,6 +103,11 @@ export function parseHostConfig(text: string, file: string): HostConfigFileSetti
     runtimeDir: top.has('runtime_dir') ? resolve(base, top.string('runtime_dir', '')) : undefined,
     group: top.has('group') ? top.string('group', '') : undefined,
     cache: { intervalSeconds, maxAgeSeconds },
+    sidecarUser: top.has('sidecar_user') ? top.string('sidecar_user', DEFAULT_SIDECAR_USER) : DEFAULT_SIDECAR_USER,
+    guest: {
+      linesPerSecond: guest?.integerAtLeast('lines_per_second', 1, DEFAULT_GUEST_LINES_PER_SECOND) ?? DEFAULT_GUEST_LINES_PER_SECOND,
+      bytesPerSecond: guest?.integerAtLeast('bytes_per_second', 256, DEFAULT_GUEST_BYTES_PER_SECOND) ?? DEFAULT_GUEST_BYTES_PER_SECOND,
+    },
   };
 }
 
@@ -96,6 +118,8 @@ const NO_FILE_SETTINGS: HostConfigFileSettings = {
   runtimeDir: undefined,
   group: undefined,
   cache: { intervalSeconds: DEFAULT_CACHE_INTERVAL_SECONDS, maxAgeSeconds: DEFAULT_MAX_AGE_SECONDS },
+  sidecarUser: DEFAULT_SIDECAR_USER,
+  guest: { linesPerSecond: DEFAULT_GUEST_LINES_PER_SECOND, bytesPerSecond: DEFAULT_GUEST_BYTES_PER_SECOND },
 };
 
 /**
@@ -128,6 +152,8 @@ export async function loadHostConfig(overrides: ConfigOverrides, environment: Co
     runtimeDir,
     group: settings.group,
     cache: settings.cache,
+    sidecarUser: settings.sidecarUser,
+    guest: settings.guest,
   };
 }
 

@@ -1,32 +1,33 @@
 // Command-line flags of hostinfo-sidecar, parsed without side effects so tests can cover them.
 
-export const USAGE = `Usage: hostinfo-sidecar --qmp PATH --guest PATH [--cache PATH] [--config FILE]
-                        [--policy-dir DIR] [--qemu-pid PID] [--help] [--version]
+import { parseArgs } from 'node:util';
 
-Stands beside one QEMU VM: learns the VM's identity over QMP, applies its hostinfo policy, and
-answers the guest's requests on the hostinfo chardev with host statistics from hostinfo-cache.
-hostinfo-qemu starts it for you; run it by hand only to attach to a QEMU started otherwise.
+export const USAGE = `Usage: hostinfo-sidecar --channel-fd N (--qmp-fd N --guest-fd N | --qmp PATH --guest PATH)
+                        [--qemu-pid PID] [--help] [--version]
 
-  --qmp PATH        QEMU's QMP monitor socket (QEMU listening: server=on,wait=off)
-  --guest PATH      the hostinfo chardev socket (QEMU listening: server=on,wait=off); the sidecar
-                    connects to it and reconnects whenever it drops
-  --cache PATH      hostinfo-cache socket (default: <runtime_dir>/cache.sock from the host config)
-  --config FILE     host config (default: $HOSTINFO_CONFIG, else /etc/hostinfo/hostinfo.toml)
-  --policy-dir DIR  per-VM policies (default: $HOSTINFO_POLICY_DIR, else policy_dir from the config)
-  --qemu-pid PID    QEMU's pid, for vcpudelay (default: found from the QMP socket in /proc)
+Stands beside one QEMU VM and answers its guest's hostinfo requests. hostinfod starts it, one per
+registered VM, as an unprivileged user, and is its only source of policy and host data: the
+channel (a socket pair on fd N) carries this VM's access decision and host samples. It reads no
+configuration file.
+
+  --channel-fd N    the channel to hostinfod (inherited)
+  --qmp-fd N        QEMU's QMP monitor, already connected by hostinfod (root-owned VMs)
+  --guest-fd N      the hostinfo chardev, already connected by hostinfod
+  --qmp PATH        QEMU's QMP monitor socket, to connect to (VMs of this sidecar's own user)
+  --guest PATH      the hostinfo chardev socket, to connect to (reconnected whenever it drops)
+  --qemu-pid PID    QEMU's pid, for vcpudelay, until the daemon's access message says otherwise
   --help, --version
 
 Logs are JSON lines on stderr, including one audit line per guest request (rate-bounded).
-SIGHUP re-reads the host config and the policy; policy files are also watched for changes.
-Exits 0 when QEMU shuts down or closes QMP, or on SIGTERM/SIGINT; 1 on errors; 2 on bad flags.
+Exits 0 when QEMU shuts down or closes QMP, or on SIGTERM/SIGINT; 1 on errors or when the channel
+to hostinfod closes; 2 on bad flags.
 `;
 
+export type Reach = { readonly kind: 'fd'; readonly qmpFd: number; readonly guestFd: number } | { readonly kind: 'path'; readonly qmpPath: string; readonly guestPath: string };
+
 export interface SidecarFlags {
-  readonly qmpPath: string;
-  readonly guestPath: string;
-  readonly cachePath: string | undefined;
-  readonly configPath: string | undefined;
-  readonly policyDir: string | undefined;
+  readonly channelFd: number;
+  readonly reach: Reach;
   readonly qemuPid: number | undefined;
 }
 
@@ -36,33 +37,39 @@ export type ParsedSidecarFlags =
   | { readonly kind: 'run'; readonly flags: SidecarFlags }
   | { readonly kind: 'error'; readonly message: string };
 
-const VALUE_FLAGS = ['--qmp', '--guest', '--cache', '--config', '--policy-dir', '--qemu-pid'] as const;
-type ValueFlag = (typeof VALUE_FLAGS)[number];
+function positiveInteger(name: string, text: string | undefined, minimum: number): number | string | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  return /^\d+$/.test(text) && Number.isSafeInteger(value) && value >= minimum ? value : `--${name} expects an integer of at least ${minimum}, received ${JSON.stringify(text)}`;
+}
 
 export function parseSidecarFlags(argv: readonly string[]): ParsedSidecarFlags {
-  const values = new Map<ValueFlag, string>();
-  for (let index = 0; index < argv.length; index += 1) {
-    const arg = argv[index] ?? '';
-    if (arg === '--help' || arg === '-h') return { kind: 'help' };
-    if (arg === '--version') return { kind: 'version' };
-    const eq = arg.indexOf('=');
-    const name = eq === -1 ? arg : arg.slice(0, eq);
-    if (!(VALUE_FLAGS as readonly string[]).includes(name)) return { kind: 'error', message: `unknown option ${JSON.stringify(arg)}` };
-    const value = eq === -1 ? argv[(index += 1)] : arg.slice(eq + 1);
-    if (value === undefined || value === '') return { kind: 'error', message: `${name} needs a value` };
-    if (values.has(name as ValueFlag)) return { kind: 'error', message: `${name} given twice` };
-    values.set(name as ValueFlag, value);
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        'channel-fd': { type: 'string' }, 'qmp-fd': { type: 'string' }, 'guest-fd': { type: 'string' },
+        qmp: { type: 'string' }, guest: { type: 'string' }, 'qemu-pid': { type: 'string' },
+        help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' },
+      },
+    }));
+  } catch (error) {
+    return { kind: 'error', message: (error as Error).message };
   }
-  const qmpPath = values.get('--qmp');
-  const guestPath = values.get('--guest');
-  if (qmpPath === undefined || guestPath === undefined) return { kind: 'error', message: '--qmp and --guest are required' };
-  const pidText = values.get('--qemu-pid');
-  const qemuPid = pidText === undefined ? undefined : Number(pidText);
-  if (qemuPid !== undefined && !(Number.isSafeInteger(qemuPid) && qemuPid > 0 && /^\d+$/.test(pidText ?? ''))) {
-    return { kind: 'error', message: `--qemu-pid expects a positive integer, received ${JSON.stringify(pidText)}` };
-  }
-  return {
-    kind: 'run',
-    flags: { qmpPath, guestPath, cachePath: values.get('--cache'), configPath: values.get('--config'), policyDir: values.get('--policy-dir'), qemuPid },
-  };
+  if (values.help === true) return { kind: 'help' };
+  if (values.version === true) return { kind: 'version' };
+  const channelFd = positiveInteger('channel-fd', values['channel-fd'], 3);
+  const qmpFd = positiveInteger('qmp-fd', values['qmp-fd'], 3);
+  const guestFd = positiveInteger('guest-fd', values['guest-fd'], 3);
+  const qemuPid = positiveInteger('qemu-pid', values['qemu-pid'], 1);
+  for (const problem of [channelFd, qmpFd, guestFd, qemuPid]) if (typeof problem === 'string') return { kind: 'error', message: problem };
+  if (channelFd === undefined) return { kind: 'error', message: '--channel-fd is required: hostinfod starts the sidecar' };
+  let reach: Reach;
+  if (typeof qmpFd === 'number' && typeof guestFd === 'number' && values.qmp === undefined && values.guest === undefined) reach = { kind: 'fd', qmpFd, guestFd };
+  else if (values.qmp !== undefined && values.guest !== undefined && values.qmp !== '' && values.guest !== '' && qmpFd === undefined && guestFd === undefined) reach = { kind: 'path', qmpPath: values.qmp, guestPath: values.guest };
+  else return { kind: 'error', message: 'give either --qmp-fd and --guest-fd, or --qmp and --guest' };
+  return { kind: 'run', flags: { channelFd: channelFd as number, reach, qemuPid: qemuPid as number | undefined } };
 }

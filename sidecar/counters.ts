@@ -1,12 +1,13 @@
 // The per-VM request counters the sidecar reports to the cache registry (and the admin CLI shows).
 
-import type { VmCounters } from '../cache/messages.js';
+import type { VmCounters } from '../daemon/messages.js';
 import type { Status } from './protocol/reply.js';
 
-export const ZERO_COUNTERS: VmCounters = { requests: 0, ok: 0, denied: 0, rateLimited: 0, errors: 0, lastRequestAt: null };
+export const ZERO_COUNTERS: VmCounters = { requests: 0, ok: 0, denied: 0, rateLimited: 0, errors: 0, droppedBytes: 0, droppedLines: 0, lastRequestAt: null };
 
 export function countRequest(counters: VmCounters, status: Status, at: number): VmCounters {
   return {
+    ...counters,
     requests: counters.requests + 1,
     ok: counters.ok + (status >= 200 && status < 300 ? 1 : 0),
     denied: counters.denied + (status === 403 ? 1 : 0),

@@ -1,15 +1,19 @@
 #!/usr/bin/env node
-// hostinfo-sidecar: flags, host config, logging and signals around Sidecar.
+// hostinfo-sidecar: flags, logging and signals around Sidecar. hostinfod starts it.
 
-import { resolve } from 'node:path';
+import { Socket } from 'node:net';
 import { pino } from 'pino';
-import { loadHostConfig } from '../policies/host-config.js';
+import { closeInheritedFds } from '../common/inherited-fds.js';
+import { HOSTINFO_VERSION } from '../common/version.js';
 import { parseSidecarFlags, USAGE } from './cli.js';
+import { DaemonChannel } from './daemon-channel.js';
+import { fdConnector, GUEST_RECONNECT, pathConnector } from './guest-port.js';
 import { Sidecar } from './sidecar.js';
-import { HOSTINFO_VERSION } from './version.js';
 
 const EXIT_ERROR = 1;
 const EXIT_USAGE = 2;
+
+const fdSocket = (fd: number): Socket => new Socket({ fd, readable: true, writable: true });
 
 async function main(): Promise<void> {
   const parsed = parseSidecarFlags(process.argv.slice(2));
@@ -21,22 +25,20 @@ async function main(): Promise<void> {
     return;
   }
   const { flags } = parsed;
+  const { reach } = flags;
+  // Only the descriptors handed over on purpose stay open.
+  closeInheritedFds(reach.kind === 'fd' ? [flags.channelFd, reach.qmpFd, reach.guestFd] : [flags.channelFd]);
   const log = pino({ base: { name: 'hostinfo-sidecar', pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
-  const environment = { env: process.env, uid: process.geteuid?.() ?? 0, cwd: process.cwd() };
   const sidecar = new Sidecar({
-    // Absolute paths: QEMU's pid is found by matching the QMP socket's path in /proc/net/unix.
-    qmpPath: resolve(flags.qmpPath),
-    guestPath: resolve(flags.guestPath),
-    cachePath: flags.cachePath === undefined ? undefined : resolve(flags.cachePath),
+    channel: new DaemonChannel(fdSocket(flags.channelFd)),
+    qmp: reach.kind === 'fd' ? { socket: fdSocket(reach.qmpFd), label: `fd ${reach.qmpFd}` } : reach.qmpPath,
+    guest: reach.kind === 'fd' ? { connect: fdConnector(reach.guestFd), reconnect: false } : { connect: pathConnector(reach.guestPath), reconnect: GUEST_RECONNECT },
     qemuPid: flags.qemuPid,
-    loadConfig: () => loadHostConfig({ configPath: flags.configPath, policyDir: flags.policyDir }, environment),
     log,
   });
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void sidecar.stop(`signal ${signal}`));
-  process.on('SIGHUP', () => {
-    log.info({ event: 'signal', signal: 'SIGHUP' }, 'reloading config and policy');
-    void sidecar.reload();
-  });
+  // SIGHUP is the daemon's: policies reach the sidecar over the channel.
+  process.on('SIGHUP', () => log.info({ event: 'signal', signal: 'SIGHUP' }, 'ignored: hostinfod re-reads policies'));
   try {
     await sidecar.start();
   } catch (error) {

@@ -1,26 +1,27 @@
-// One VM's sidecar, wired together: QMP for the VM's identity and lifetime, the policy source for
-// its access decision, the cache client for host samples, the guest port for bytes. The request
-// path itself is handleGuestFrame; this file only keeps its inputs current.
+// One VM's sidecar, wired together: QMP for the VM's lifetime and facts, the daemon channel for
+// its access decision and host samples, the guest port for bytes. The request path itself is
+// handleGuestFrame; this file only keeps its inputs current. Nothing here reads a file: the
+// daemon decides, the sidecar applies.
 
-import type { VmCounters } from '../cache/messages.js';
-import { CacheClient } from '../cache/client.js';
+import type { Socket } from 'node:net';
+import type { AccessMessage, VmCounters } from '../daemon/messages.js';
+import { HOSTINFO_VERSION } from '../common/version.js';
 import type { Access } from '../policies/access.js';
-import type { HostConfig } from '../policies/host-config.js';
 import { FRESH_LIMITER, rebaseLimiter, type LimiterState } from '../policies/rate-limiter.js';
 import { AuditLog, type AuditRecord } from './audit-log.js';
 import { countRequest, ZERO_COUNTERS } from './counters.js';
-import { GuestPort } from './guest-port.js';
-import { PolicySource } from './policy-source.js';
+import type { DaemonChannel } from './daemon-channel.js';
+import { GuestPort, type Backoff } from './guest-port.js';
 import type { GuestFrame } from './protocol/line-decoder.js';
-import { QmpClient, QmpConnectError, NIL_UUID, qemuPidFromSocket, queryCpusFast, queryName, queryUuid, queryVersion, type QmpEvent } from './qmp/index.js';
+import { QmpClient, QmpConnectError, queryCpusFast, queryName, queryUuid, queryVersion, type QmpConnectedSocket, type QmpEvent } from './qmp/index.js';
 import { handleGuestFrame, type VmFacts } from './request-handler.js';
 import { delayPercent, readRunDelays, type DelayReading } from './vcpu-delay.js';
-import { HOSTINFO_VERSION } from './version.js';
 
-/** Counters go to the cache registry at most this often, however fast the guest asks. */
+/** Counters go to the daemon at most this often, however fast the guest asks. */
 export const COUNTER_REPORT_MS = 1_000;
 export const QMP_CONNECT_TIMEOUT_MS = 10_000;
-export const CACHE_RECONNECT = { minMs: 100, maxMs: 1_000 } as const;
+/** The daemon sends its decision as soon as the channel opens; without one nothing is served. */
+export const ACCESS_TIMEOUT_MS = 10_000;
 const QMP_RETRY_MS = 50;
 
 export interface SidecarLog {
@@ -29,13 +30,17 @@ export interface SidecarLog {
   error(fields: object, message?: string): void;
 }
 
+export interface GuestReach {
+  readonly connect: () => Socket;
+  readonly reconnect: Backoff | false;
+}
+
 export interface SidecarOptions {
-  readonly qmpPath: string;
-  readonly guestPath: string;
-  /** Undefined: <runtime_dir>/cache.sock of the config loaded at start. */
-  readonly cachePath: string | undefined;
+  readonly channel: DaemonChannel;
+  /** A QMP socket path to connect to (retried until QEMU listens), or one already connected. */
+  readonly qmp: string | QmpConnectedSocket;
+  readonly guest: GuestReach;
   readonly qemuPid: number | undefined;
-  readonly loadConfig: () => Promise<HostConfig>;
   readonly log: SidecarLog;
   /** Wall clock, epoch ms. */
   readonly now?: () => number;
@@ -44,20 +49,24 @@ export interface SidecarOptions {
 export interface VmIdentityFacts {
   readonly name: string | undefined;
   readonly uuid: string | undefined;
-  readonly pid: number | undefined;
   readonly hypervisor: string;
   readonly vcpuThreads: readonly number[];
+}
+
+/** The daemon's decision in the request handler's terms. */
+export function accessOf(message: AccessMessage): Access {
+  return message.served
+    ? { served: true, policy: { file: message.file ?? '(daemon)', enabled: true, items: message.items, limit: message.limit } }
+    : { served: false, reason: message.reason ?? 'not served' };
 }
 
 export class Sidecar {
   readonly #options: SidecarOptions;
   readonly #now: () => number;
   readonly #qmp = new QmpClient();
-  #config: HostConfig | undefined;
   #identity: VmIdentityFacts | undefined;
-  #policy: PolicySource | undefined;
-  #cache: CacheClient | undefined;
   #guest: GuestPort | undefined;
+  #access: Access = { served: false, reason: 'no decision from hostinfod yet' };
   #limiter: LimiterState = FRESH_LIMITER;
   #vm: VmFacts = { hypervisor: undefined, vcpuDelay: undefined };
   #counters: VmCounters = ZERO_COUNTERS;
@@ -79,66 +88,35 @@ export class Sidecar {
     return this.#identity;
   }
 
-  /** Resolves with the reason once the sidecar has stopped (QEMU gone, or stop() called). */
+  /** Resolves with the reason once the sidecar has stopped (QEMU gone, channel closed, or stop()). */
   get stopped(): Promise<string> {
     return this.#stopped;
   }
 
   async start(): Promise<void> {
-    const log = this.#options.log;
-    this.#config = await this.#options.loadConfig();
+    const { channel, log } = this.#options;
+    channel.on('access', (message) => this.#onAccess(message));
+    channel.on('closed', (code, reason) => void this.stop(`channel to hostinfod closed (${code} ${reason})`));
+    channel.on('refused', (error) => log.error({ event: 'daemon-refused', ...error }));
+    channel.on('invalid', (reason) => log.error({ event: 'daemon-invalid', reason }));
     await this.#connectQmp();
+    if (this.#stopping !== undefined) return;
     this.#qmp.on('event', (event) => this.#onQmpEvent(event));
     this.#qmp.on('disconnected', (reason) => void this.stop(`QMP connection closed: ${reason.message}`));
     this.#identity = await this.#learnIdentity();
+    if (this.#stopping !== undefined) return;
     this.#vm = { ...this.#vm, hypervisor: this.#identity.hypervisor };
     log.info({ event: 'identity', vm: this.#identity }, 'VM identified over QMP');
+    channel.hello({ name: this.#identity.name ?? null, uuid: this.#identity.uuid ?? null, version: this.#identity.hypervisor });
 
-    const { name, uuid } = this.#identity;
-    this.#policy = new PolicySource({ name, uuid }, async () => (this.#config = await this.#options.loadConfig()));
-    this.#policy.on('change', (access) => this.#onAccessChange(access));
-    this.#policy.on('unwatched', (reason) => log.warn({ event: 'policy-unwatched', reason }, 'policy directory not watched; SIGHUP reloads'));
-    await this.#policy.reload();
-
-    const cachePath = this.#options.cachePath ?? `${this.#config.runtimeDir}/cache.sock`;
-    const pid = this.#identity.pid ?? process.pid;
-    this.#cache = new CacheClient({
-      socketPath: cachePath,
-      // The registry counts VMs by uuid: VMs started without -uuid must not all count as one.
-      vm: { name: name ?? uuid ?? `vm-${pid}`, uuid: uuid ?? `${NIL_UUID}-${pid}`, pid },
-      items: this.#allowedItems(),
-      // A retry on a local unix socket costs nothing: cap the backoff so data returns within
-      // about a second of a restarted cache listening.
-      reconnect: CACHE_RECONNECT,
-    });
-    this.#cache.on('disconnected', (info) => log.warn({ event: 'cache-disconnected', ...info }, 'hostinfo-cache connection lost; data items answer 503 until it is back'));
-    this.#cache.on('subscribed', (items) => log.info({ event: 'cache-subscribed', items }));
-    let awaitingData = true;
-    this.#cache.on('open', () => { awaitingData = true; });
-    this.#cache.on('sample', (sample) => {
-      if (!awaitingData) return;
-      awaitingData = false;
-      log.info({ event: 'cache-data', seq: sample.seq, items: Object.keys(sample.snapshot.values) }, 'host samples arriving');
-    });
-    this.#cache.on('refused', (error) => log.error({ event: 'cache-refused', ...error }));
-    this.#cache.connect();
-
-    this.#guest = new GuestPort(this.#options.guestPath, (frame) => this.#answer(frame));
+    this.#guest = new GuestPort({ ...this.#options.guest, respond: (frame) => this.#answer(frame), budget: channel.access?.guest ?? { linesPerSecond: 1, bytesPerSecond: 256 } });
     this.#guest.on('connected', () => log.info({ event: 'guest-connected' }));
     this.#guest.on('disconnected', (reason) => log.warn({ event: 'guest-disconnected', reason }));
+    this.#guest.on('ended', () => void this.stop('guest chardev connection closed'));
+    this.#guest.on('throttled', (dropped, pausedMs) => this.#onThrottled(dropped, pausedMs));
     this.#guest.start();
-
     this.#every(COUNTER_REPORT_MS, () => this.#reportCounters());
-    if (this.#identity.pid !== undefined && this.#identity.vcpuThreads.length > 0) {
-      this.#startDelayMeter(this.#identity.pid, this.#identity.vcpuThreads);
-    } else {
-      log.warn({ event: 'vcpudelay-unavailable' }, 'QEMU pid or vCPU threads unknown: vcpudelay answers 503');
-    }
-  }
-
-  /** Re-reads host config and policy now (SIGHUP). */
-  reload(): Promise<Access> | undefined {
-    return this.#policy?.reload();
+    this.#startDelayMeter();
   }
 
   stop(reason: string): Promise<void> {
@@ -146,28 +124,25 @@ export class Sidecar {
       this.#options.log.info({ event: 'stopping', reason });
       for (const timer of this.#timers) clearInterval(timer);
       this.#guest?.close();
-      this.#policy?.close();
       this.#reportCounters();
-      this.#audit.flush((suppressed) => this.#options.log.info({ event: 'requests-not-logged', vm: this.#identity?.name ?? '-', suppressed }));
-      await this.#cache?.close();
+      this.#audit.flush((suppressed) => this.#options.log.info({ event: 'requests-not-logged', vm: this.#vmName(), suppressed }));
+      await this.#options.channel.close();
       await this.#qmp.close();
       this.#resolveStopped(reason);
     })();
     return this.#stopping;
   }
 
-  /**
-   * QEMU creates its QMP socket a moment after it starts; a sidecar started alongside it retries
-   * until the socket answers, within QMP_CONNECT_TIMEOUT_MS.
-   */
+  /** QEMU creates its QMP socket a moment after it starts: a path is retried until it answers. */
   async #connectQmp(): Promise<void> {
+    const target = this.#options.qmp;
     const deadline = Date.now() + QMP_CONNECT_TIMEOUT_MS;
     for (;;) {
       try {
-        await this.#qmp.connect(this.#options.qmpPath, { timeoutMs: Math.max(1, deadline - Date.now()) });
+        await this.#qmp.connect(target, { timeoutMs: Math.max(1, deadline - Date.now()) });
         return;
       } catch (error) {
-        if (!(error instanceof QmpConnectError) || Date.now() >= deadline) throw error;
+        if (typeof target !== 'string' || !(error instanceof QmpConnectError) || Date.now() >= deadline || this.#stopping !== undefined) throw error;
         await new Promise((resolve) => setTimeout(resolve, QMP_RETRY_MS));
       }
     }
@@ -177,22 +152,23 @@ export class Sidecar {
     const [name, uuid, hypervisor, cpus] = await Promise.all([
       queryName(this.#qmp), queryUuid(this.#qmp), queryVersion(this.#qmp), queryCpusFast(this.#qmp),
     ]);
-    const vcpuThreads = cpus.map((cpu) => cpu.threadId);
-    const pid = this.#options.qemuPid ?? await qemuPidFromSocket(this.#options.qmpPath, { threadIds: vcpuThreads }).catch(() => undefined);
-    return { name, uuid, pid, hypervisor, vcpuThreads };
+    return { name, uuid, hypervisor, vcpuThreads: cpus.map((cpu) => cpu.threadId) };
+  }
+
+  #vmName(): string {
+    return this.#options.channel.access?.vm.name ?? '-';
   }
 
   #answer(frame: GuestFrame): string | undefined {
-    const config = this.#config;
-    const access = this.#policy?.access;
-    if (config === undefined || access === undefined) return undefined;
+    const access = this.#options.channel.access;
+    if (access === undefined) return undefined;
     const now = this.#now();
     const outcome = handleGuestFrame({
-      access,
+      access: this.#access,
       limiter: this.#limiter,
-      snapshot: this.#cache?.latest?.snapshot,
+      snapshot: this.#options.channel.latest?.snapshot,
       vm: this.#vm,
-      maxAgeMs: config.cache.maxAgeSeconds * 1000,
+      maxAgeMs: access.maxAgeMs,
       now,
       version: HOSTINFO_VERSION,
     }, frame);
@@ -200,25 +176,27 @@ export class Sidecar {
     if (outcome.audit !== undefined) {
       this.#counters = countRequest(this.#counters, outcome.audit.status, now);
       this.#countersDirty = true;
-      this.#audit.record(this.#identity?.name ?? '-', outcome.audit.command, outcome.audit.status, now);
+      this.#audit.record(access.vm.name, outcome.audit.command, outcome.audit.status, now);
     }
     return outcome.reply;
   }
 
-  #allowedItems(): readonly string[] {
-    const access = this.#policy?.access;
-    return access?.served === true ? access.policy.items : [];
+  #onAccess(message: AccessMessage): void {
+    this.#access = accessOf(message);
+    this.#guest?.setBudget(message.guest);
+    if (this.#access.served) {
+      this.#limiter = rebaseLimiter(this.#access.policy.limit, this.#limiter, this.#now());
+      this.#options.log.info({ event: 'policy', served: true, file: message.file, items: message.items, limit: message.limit });
+    } else {
+      this.#options.log.warn({ event: 'policy', served: false, reason: message.reason }, 'hostinfo not served to this VM');
+    }
   }
 
-  #onAccessChange(access: Access): void {
-    if (access.served) {
-      this.#limiter = rebaseLimiter(access.policy.limit, this.#limiter, this.#now());
-      this.#options.log.info({ event: 'policy', served: true, file: access.policy.file, items: access.policy.items, limit: access.policy.limit });
-    } else {
-      this.#options.log.warn({ event: 'policy', served: false, reason: access.reason }, 'hostinfo not served to this VM');
-    }
-    // Least privilege: the cache only ever sends what the current policy allows.
-    this.#cache?.subscribe(this.#allowedItems());
+  #onThrottled(dropped: { readonly bytes: number; readonly lines: number }, pausedMs: number): void {
+    this.#counters = { ...this.#counters, droppedBytes: this.#counters.droppedBytes + dropped.bytes, droppedLines: this.#counters.droppedLines + dropped.lines };
+    this.#countersDirty = true;
+    // Once per throttled second at most: the flood itself is what must not reach the log.
+    this.#options.log.warn({ event: 'guest-throttled', vm: this.#vmName(), droppedBytes: dropped.bytes, droppedLines: dropped.lines, pausedMs });
   }
 
   #onQmpEvent(event: QmpEvent): void {
@@ -229,19 +207,26 @@ export class Sidecar {
   #reportCounters(): void {
     if (!this.#countersDirty) return;
     this.#countersDirty = false;
-    this.#cache?.reportCounters(this.#counters);
+    this.#options.channel.reportCounters(this.#counters);
   }
 
-  #startDelayMeter(pid: number, threads: readonly number[]): void {
+  /** The pid comes from the daemon (it follows -daemonize); the vCPU threads from QMP. */
+  #startDelayMeter(): void {
+    const threads = this.#identity?.vcpuThreads ?? [];
+    const pid = (): number | undefined => this.#options.channel.access?.vm.pid ?? this.#options.qemuPid;
+    if (threads.length === 0 || pid() === undefined) {
+      this.#options.log.warn({ event: 'vcpudelay-unavailable' }, 'QEMU pid or vCPU threads unknown: vcpudelay answers 503');
+      return;
+    }
     let previous: DelayReading | undefined;
     const measure = async (): Promise<void> => {
-      const reading = await readRunDelays(pid, threads);
+      const reading = await readRunDelays(pid() as number, threads);
       const percent = previous === undefined ? undefined : delayPercent(previous, reading);
       previous = reading;
       if (percent !== undefined) this.#vm = { ...this.#vm, vcpuDelay: { percent, measuredAt: this.#now() } };
     };
     void measure();
-    this.#every((this.#config?.cache.intervalSeconds ?? 1) * 1000, () => void measure());
+    this.#every(this.#options.channel.access?.sampleIntervalMs ?? 1000, () => void measure());
   }
 
   #every(ms: number, run: () => void): void {

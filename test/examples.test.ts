@@ -29,7 +29,7 @@ t.test('minimal.toml serves two items every 5 s', async (t) => {
 });
 
 t.test('HOSTINFO_VERSION matches package.json', async (t) => {
-  const { HOSTINFO_VERSION } = await import('../sidecar/version.js');
+  const { HOSTINFO_VERSION } = await import('../common/version.js');
   const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   t.equal(HOSTINFO_VERSION, pkg.version);
 });

@@ -57,6 +57,12 @@ export interface QmpExecuteOptions {
   readonly signal?: AbortSignal;
 }
 
+/** A socket connected by someone else (the daemon), with a name for error messages. */
+export interface QmpConnectedSocket {
+  readonly socket: net.Socket;
+  readonly label: string;
+}
+
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 export const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
 
@@ -116,7 +122,8 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
    * enabled: no OOB). Rejects, once the state is back to idle, with QMP_CONNECT, QMP_GREETING,
    * QMP_NEGOTIATION, QMP_PROTOCOL/QMP_OVERSIZE, QMP_TIMEOUT, QMP_ABORTED or QMP_DISCONNECTED.
    */
-  async connect(path: string, options: QmpConnectOptions = {}): Promise<QmpGreeting> {
+  async connect(target: string | QmpConnectedSocket, options: QmpConnectOptions = {}): Promise<QmpGreeting> {
+    const path = typeof target === 'string' ? target : target.label;
     const timeoutMs = checkTimeout(options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
     if (this.#state !== 'idle') throw new QmpConnectError(`cannot connect while ${this.#state}`);
     if (options.signal?.aborted) throw abortedError('QMP connect', options.signal);
@@ -129,7 +136,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     this.#wasRunning = false;
     this.#decoder = new QmpFrameDecoder(this.#maxMessageBytes);
     this.#setState('connecting');
-    const socket = net.createConnection({ path });
+    const socket = typeof target === 'string' ? net.createConnection({ path }) : target.socket;
     this.#socket = socket;
     socket.on('connect', () => {
       if (socket === this.#socket && this.#state === 'connecting') this.#setState('negotiating');
@@ -137,6 +144,8 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     socket.on('data', (chunk: Buffer) => this.#onData(socket, chunk));
     socket.on('error', (error) => this.#onSocketError(socket, error, path));
     socket.on('close', () => this.#onSocketClose(socket));
+    // A socket handed over already connected never emits 'connect'; the greeting may be waiting.
+    if (typeof target !== 'string') this.#setState('negotiating');
 
     const deadline = new Deadline(`QMP connect to ${path}`, timeoutMs, options.signal, (error) => this.#drop(error));
     try {

@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, readdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { fetchStatus } from '../../cache/client.js';
+import { fetchStatus } from '../../daemon/client.js';
 import { socketAnswers } from '../../launcher/cache-starter.js';
 import { QmpClient } from '../../sidecar/qmp/index.js';
 import { readLogFile, waitForLogLine } from '../helpers/log-file.js';

@@ -1,0 +1,127 @@
+// The runtime directory tree, shared by the daemon (which creates it) and the launcher (which
+// registers VMs in it). Everything here is access control, so nothing is trusted that was not
+// checked: no symlink is followed, every directory must belong to the expected owner and be
+// writable by nobody else (the one exception, vms/ with a configured group, is sticky).
+//
+//   <runtime_dir>/                 0700, 0750 with group     the daemon's user
+//   <runtime_dir>/hostinfod.sock   0600                      control socket (status)
+//   <runtime_dir>/vms/             0700, 1770 with group     launchers add one directory per VM
+//   <runtime_dir>/vms/<vm>/        0700                      the launcher's user: vm.json, sockets
+//   <runtime_dir>/logs/            0700                      daemon and sidecar logs
+
+import { chmodSync, chownSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import { CodedError } from './coded-error.js';
+
+export const VMS_DIR = 'vms';
+export const LOGS_DIR = 'logs';
+export const CONTROL_SOCKET = 'hostinfod.sock';
+export const VM_RECORD_FILE = 'vm.json';
+export const GUEST_SOCKET = 'guest.sock';
+export const QMP_SOCKET = 'qmp.sock';
+export const QEMU_PIDFILE = 'qemu.pid';
+
+export type RuntimeTreeErrorCode = 'RUNTIME_DIR_UNSAFE' | 'RUNTIME_DIR_MISSING' | 'RUNTIME_DIR_UNCREATABLE';
+export class RuntimeTreeError extends CodedError<RuntimeTreeErrorCode> {
+  override readonly name = 'RuntimeTreeError';
+}
+
+export interface TreeAccess {
+  /** Group allowed into the runtime directory and to add VM directories; undefined: owner only. */
+  readonly gid: number | undefined;
+}
+
+export const runtimeDirMode = (access: TreeAccess): number => (access.gid === undefined ? 0o700 : 0o750);
+export const vmsDirMode = (access: TreeAccess): number => (access.gid === undefined ? 0o700 : 0o1770);
+
+const octal = (mode: number): string => (mode & 0o7777).toString(8).padStart(4, '0');
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new RuntimeTreeError('RUNTIME_DIR_UNSAFE', `${path}: ${(error as Error).message}`);
+  }
+}
+
+function unsafe(path: string, stat: Stats, why: string): RuntimeTreeError {
+  return new RuntimeTreeError('RUNTIME_DIR_UNSAFE', `${path} (owner uid ${stat.uid}, group ${stat.gid}, mode ${octal(stat.mode)}) ${why}; refusing to use it`);
+}
+
+/**
+ * A directory that may be trusted: a real directory (not a symlink), owned by one of `owners`,
+ * and writable by no one else, unless it is `gid`'s and sticky (then members may add entries but
+ * not touch each other's).
+ */
+export function checkTrustedDir(path: string, owners: readonly number[], options: { readonly groupWritable?: number } = {}): Stats {
+  const stat = lstatOrUndefined(path);
+  if (stat === undefined) throw new RuntimeTreeError('RUNTIME_DIR_MISSING', `${path} does not exist`);
+  if (stat.isSymbolicLink()) throw unsafe(path, stat, 'is a symbolic link');
+  if (!stat.isDirectory()) throw unsafe(path, stat, 'is not a directory');
+  if (!owners.includes(stat.uid)) throw unsafe(path, stat, `belongs to neither ${owners.map((uid) => `uid ${uid}`).join(' nor ')}`);
+  if ((stat.mode & 0o002) !== 0) throw unsafe(path, stat, 'is writable by everyone');
+  const groupMayWrite = options.groupWritable !== undefined && stat.gid === options.groupWritable && (stat.mode & 0o1000) !== 0;
+  if ((stat.mode & 0o020) !== 0 && !groupMayWrite) throw unsafe(path, stat, 'is writable by its group');
+  return stat;
+}
+
+/** Creates `path` with `mode` (and group), or checks and corrects one this uid already owns. */
+function ensureDir(path: string, uid: number, mode: number, gid: number | undefined): void {
+  if (lstatOrUndefined(path) === undefined) {
+    try {
+      mkdirSync(path, { mode: 0o700 });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'EEXIST') throw new RuntimeTreeError('RUNTIME_DIR_UNCREATABLE', `cannot create ${path}: ${(error as Error).message}`);
+    }
+  }
+  const stat = lstatOrUndefined(path);
+  if (stat === undefined) throw new RuntimeTreeError('RUNTIME_DIR_UNCREATABLE', `${path} vanished while being created`);
+  if (stat.isSymbolicLink() || !stat.isDirectory()) throw unsafe(path, stat, 'is not a directory');
+  if (stat.uid !== uid) throw unsafe(path, stat, `does not belong to this process (uid ${uid})`);
+  if (gid !== undefined && stat.gid !== gid) chownSync(path, -1, gid);
+  if ((stat.mode & 0o7777) !== mode) chmodSync(path, mode);
+}
+
+/**
+ * The daemon's side: creates the tree (parents of the runtime directory 0755, like /run/user) or
+ * takes over its own, refusing anything that another user owns or could have planted.
+ */
+export function prepareRuntimeTree(runtimeDir: string, access: TreeAccess, uid = process.geteuid?.() ?? 0): void {
+  if (lstatOrUndefined(runtimeDir) === undefined) {
+    try {
+      mkdirSync(runtimeDir, { recursive: true, mode: 0o755 });
+    } catch (error) {
+      throw new RuntimeTreeError('RUNTIME_DIR_UNCREATABLE', `cannot create ${runtimeDir}: ${(error as Error).message}`);
+    }
+  }
+  ensureDir(runtimeDir, uid, runtimeDirMode(access), access.gid);
+  ensureDir(join(runtimeDir, VMS_DIR), uid, vmsDirMode(access), access.gid);
+  ensureDir(join(runtimeDir, LOGS_DIR), uid, 0o700, undefined);
+}
+
+/**
+ * The launcher's side: the tree must exist and belong to this user or to root (a root daemon
+ * serving this user through its group), and vms/ to the same owner. Returns that owner.
+ */
+export function checkRuntimeTree(runtimeDir: string, uid = process.geteuid?.() ?? 0): number {
+  const top = checkTrustedDir(runtimeDir, uid === 0 ? [0] : [uid, 0]);
+  checkTrustedDir(join(runtimeDir, VMS_DIR), [top.uid], { groupWritable: top.gid });
+  return top.uid;
+}
+
+/**
+ * Opens a log for appending, creating it owner-only, never through a symlink (O_NOFOLLOW) and
+ * only if it is a regular file (O_NONBLOCK keeps a planted FIFO from blocking the open).
+ */
+export function openLogNoFollow(path: string): number {
+  // libuv adds O_CLOEXEC itself: the fd reaches a child only when passed as its stdio.
+  const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
+  const stat = fstatSync(fd);
+  if (!stat.isFile() || stat.nlink !== 1) {
+    closeSync(fd);
+    throw new RuntimeTreeError('RUNTIME_DIR_UNSAFE', `${path} is not a plain file of its own (hard link or special file); refusing to write to it`);
+  }
+  return fd;
+}

@@ -1,0 +1,83 @@
+// vm.json: what a launcher tells the daemon about one VM, by writing it into the VM's own
+// directory under <runtime_dir>/vms/. The daemon trusts none of it blindly: the directory's owner
+// (which the kernel vouches for) says who registered it, the pid must run as that owner, and the
+// daemon only ever acts on this VM with that owner's rights.
+
+export const VM_RECORD_VERSION = 1;
+/** A record with every field at its longest is under 1 KiB. */
+export const MAX_VM_RECORD_BYTES = 4096;
+export const MAX_VM_NAME_LENGTH = 256;
+export const MAX_VM_UUID_LENGTH = 64;
+export const MAX_PIDFILE_LENGTH = 1024;
+
+export type Transport = 'isa-serial' | 'virtio-serial';
+
+export interface VmRecord {
+  readonly v: typeof VM_RECORD_VERSION;
+  /** The pid that becomes QEMU (the launcher execs it); with daemonize, QEMU's parent. */
+  readonly pid: number;
+  /** /proc/<pid>/stat start time: tells the registered process from a later one with its pid. */
+  readonly startTime: string;
+  /** From -name / -uuid as QEMU will report them; undefined when not given. */
+  readonly name: string | undefined;
+  readonly uuid: string | undefined;
+  readonly transport: Transport;
+  /** What the guest opens: /dev/ttyS<N> or the virtio port name. */
+  readonly guestDevice: string;
+  /** With -daemonize QEMU's pid is the one written to this file (absolute path). */
+  readonly pidfile: string | undefined;
+}
+
+export type VmRecordResult = { readonly ok: true; readonly record: VmRecord } | { readonly ok: false; readonly problem: string };
+
+export function encodeVmRecord(record: VmRecord): string {
+  return `${JSON.stringify(record)}\n`;
+}
+
+const isText = (value: unknown, max: number): value is string => typeof value === 'string' && value.length > 0 && value.length <= max;
+const optionalText = (value: unknown, max: number): boolean => value === undefined || isText(value, max);
+
+/** Size first, then JSON, then every field; anything unexpected makes the record invalid. */
+export function parseVmRecord(text: string): VmRecordResult {
+  if (text.length > MAX_VM_RECORD_BYTES) return { ok: false, problem: `larger than ${MAX_VM_RECORD_BYTES} bytes` };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, problem: 'not JSON' };
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, problem: 'not a JSON object' };
+  const r = raw as Record<string, unknown>;
+  const problem = checkFields(r);
+  if (problem !== undefined) return { ok: false, problem };
+  return {
+    ok: true,
+    record: {
+      v: VM_RECORD_VERSION,
+      pid: r['pid'] as number,
+      startTime: r['startTime'] as string,
+      name: r['name'] as string | undefined,
+      uuid: r['uuid'] as string | undefined,
+      transport: r['transport'] as Transport,
+      guestDevice: r['guestDevice'] as string,
+      pidfile: r['pidfile'] as string | undefined,
+    },
+  };
+}
+
+function checkFields(r: Record<string, unknown>): string | undefined {
+  if (r['v'] !== VM_RECORD_VERSION) return `v must be ${VM_RECORD_VERSION}`;
+  const pid = r['pid'];
+  if (!(typeof pid === 'number' && Number.isSafeInteger(pid) && pid > 1)) return 'pid must be an integer above 1';
+  if (!(typeof r['startTime'] === 'string' && /^\d{1,20}$/.test(r['startTime']))) return 'startTime must be a decimal number';
+  if (typeof r['name'] === 'string' && r['name'].length > MAX_VM_NAME_LENGTH) return `name is longer than ${MAX_VM_NAME_LENGTH} characters`;
+  if (!optionalText(r['name'], MAX_VM_NAME_LENGTH)) return 'name must be a non-empty string';
+  if (!optionalText(r['uuid'], MAX_VM_UUID_LENGTH)) return `uuid must be a string of at most ${MAX_VM_UUID_LENGTH} characters`;
+  if (r['transport'] !== 'isa-serial' && r['transport'] !== 'virtio-serial') return 'transport must be isa-serial or virtio-serial';
+  if (!isText(r['guestDevice'], 64)) return 'guestDevice must be a short string';
+  const pidfile = r['pidfile'];
+  if (pidfile !== undefined && !(isText(pidfile, MAX_PIDFILE_LENGTH) && pidfile.startsWith('/'))) return 'pidfile must be an absolute path';
+  const known = ['v', 'pid', 'startTime', 'name', 'uuid', 'transport', 'guestDevice', 'pidfile'];
+  const extra = Object.keys(r).find((key) => !known.includes(key));
+  return extra === undefined ? undefined : `unexpected key ${JSON.stringify(extra).slice(0, 40)}`;
+}

@@ -1,0 +1,280 @@
+// The daemon's WebSocket side. Sidecars reach it only over the socket pair each was spawned with
+// (handed to an HTTP server that never listens), so a connection is bound to its VM from the
+// first byte; the control socket, the only one on the file system, answers one status request
+// per connection to its owner. Samples fan out to each sidecar filtered by its VM's policy.
+
+import { EventEmitter } from 'node:events';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Socket } from 'node:net';
+import { WebSocketServer, type WebSocket, type RawData } from 'ws';
+import { SILENT_LOG, type Log } from './log.js';
+import {
+  type ErrorMessage, MAX_CLIENT_MESSAGE_BYTES, MAX_CLIENT_PAYLOAD_BYTES, ProtocolError, type StatusReply,
+  errorMessage, hostItemsOf, parseControlMessage, parseSidecarMessage, sampleMessage,
+} from './messages.js';
+import type { HostSnapshot, PartialHostValues } from './sample.js';
+import { Subscriber, type SidecarLink } from './subscriber.js';
+
+/** A subscriber whose unsent bytes exceed this gets no new sample until it drains. */
+export const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024;
+/** How long a subscriber may stay over the buffered bound before it is disconnected. */
+export const DEFAULT_STALL_TIMEOUT_MS = 10_000;
+/** On shutdown, how long clients get to answer the close handshake before being cut off. */
+export const SHUTDOWN_GRACE_MS = 1_000;
+/** A control connection must finish its upgrade and ask within this, or it is dropped. */
+export const CONTROL_IDLE_MS = 5_000;
+/**
+ * Control connections at once. Sidecars never use the control socket, so filling it cannot keep a
+ * VM from being served; the bound caps what idle or non-reading peers cost: each holds at most one
+ * status reply.
+ */
+export const MAX_CONTROL_CONNECTIONS = 64;
+
+export interface DaemonServerOptions {
+  readonly intervalMs: number;
+  readonly status: () => StatusReply;
+  readonly maxBufferedBytes?: number;
+  readonly stallTimeoutMs?: number;
+  readonly controlIdleMs?: number;
+  /** Monotonic ms; tests inject one to reach the stall timeout without waiting. */
+  readonly now?: () => number;
+  readonly log?: Log;
+}
+
+export interface DaemonServerEvents {
+  connected: [link: SidecarLink];
+  disconnected: [link: SidecarLink];
+  stalled: [link: SidecarLink];
+  dropped: [link: SidecarLink];
+  protocolError: [link: SidecarLink | undefined, error: ProtocolError];
+}
+
+export class DaemonServer extends EventEmitter<DaemonServerEvents> {
+  /** Listens on the control socket (single-instance.ts binds it). */
+  readonly control: Server;
+  readonly #sidecarHttp: Server;
+  readonly #sidecarWss: WebSocketServer;
+  readonly #controlWss: WebSocketServer;
+  readonly #links = new WeakMap<Socket, SidecarLink>();
+  readonly #subscribers = new Set<Subscriber>();
+  readonly #controls = new Set<WebSocket>();
+  readonly #options: Required<Omit<DaemonServerOptions, 'log'>> & { log: Log };
+  #seq = 0;
+  #latest: HostSnapshot | undefined;
+
+  constructor(options: DaemonServerOptions) {
+    super();
+    this.#options = {
+      maxBufferedBytes: DEFAULT_MAX_BUFFERED_BYTES,
+      stallTimeoutMs: DEFAULT_STALL_TIMEOUT_MS,
+      controlIdleMs: CONTROL_IDLE_MS,
+      now: () => performance.now(),
+      log: SILENT_LOG,
+      ...options,
+    };
+    const plainHttp = (): Server => {
+      const server = createServer((_request, response) => {
+        response.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
+        response.end('hostinfod speaks WebSocket only\n');
+      });
+      server.headersTimeout = this.#options.controlIdleMs;
+      server.requestTimeout = this.#options.controlIdleMs;
+      return server;
+    };
+    // Compression over a local socket costs CPU for nothing, and deflate queues frames
+    // internally, which would hide backpressure from bufferedAmount.
+    const wsOptions = { maxPayload: MAX_CLIENT_PAYLOAD_BYTES, perMessageDeflate: false, clientTracking: false } as const;
+    this.#sidecarHttp = plainHttp();
+    this.#sidecarWss = new WebSocketServer({ server: this.#sidecarHttp, ...wsOptions });
+    this.#sidecarWss.on('connection', (ws, request) => this.#acceptSidecar(ws, request));
+    this.control = plainHttp();
+    this.control.maxConnections = MAX_CONTROL_CONNECTIONS;
+    this.#controlWss = new WebSocketServer({ server: this.control, ...wsOptions });
+    this.#controlWss.on('connection', (ws) => this.#acceptControl(ws));
+    this.#sidecarWss.on('error', () => {});
+    this.#controlWss.on('error', () => {});
+  }
+
+  get lastSeq(): number {
+    return this.#seq;
+  }
+
+  get latest(): { readonly seq: number; readonly snapshot: HostSnapshot } | undefined {
+    return this.#latest === undefined ? undefined : { seq: this.#seq, snapshot: this.#latest };
+  }
+
+  /** The parent end of a sidecar's socket pair: everything arriving on it speaks for `link`. */
+  attachSidecar(socket: Socket, link: SidecarLink): void {
+    this.#links.set(socket, link);
+    this.#sidecarHttp.emit('connection', socket);
+  }
+
+  /** The VM's policy changed: tell its sidecar, and send the newest sample refiltered. */
+  refreshAccess(link: SidecarLink): void {
+    for (const subscriber of this.#subscribers) {
+      if (subscriber.link !== link || subscriber.closing) continue;
+      this.#grant(subscriber);
+      this.#sendLatest(subscriber, this.#options.now());
+    }
+  }
+
+  /** Sends a sample to every subscriber; returns its sequence number. */
+  publish(snapshot: HostSnapshot): number {
+    this.#seq++;
+    this.#latest = snapshot;
+    const now = this.#options.now();
+    // One encoding per distinct item list, shared by every subscriber granted the same.
+    const encoded = new Map<string, Buffer>();
+    for (const subscriber of this.#subscribers) {
+      if (subscriber.closing) continue;
+      if (subscriber.buffered() > this.#options.maxBufferedBytes) {
+        this.#holdBack(subscriber, now);
+        continue;
+      }
+      let frame = encoded.get(subscriber.key);
+      if (frame === undefined) {
+        frame = this.#encodeLatest(subscriber);
+        encoded.set(subscriber.key, frame);
+      }
+      subscriber.owed = false;
+      subscriber.overSince = undefined;
+      subscriber.ws.send(frame, { binary: false });
+    }
+    return this.#seq;
+  }
+
+  /** Closes every connection (close handshake, then cut-off after a grace) and the listener. */
+  async close(): Promise<void> {
+    const open = [...this.#subscribers].map((s) => s.ws).concat([...this.#controls]);
+    for (const ws of open) ws.close(1001, 'hostinfod shutting down');
+    const grace = setTimeout(() => {
+      for (const ws of open) ws.terminate();
+    }, SHUTDOWN_GRACE_MS);
+    await Promise.all(open.map((ws) => (ws.readyState === ws.CLOSED ? undefined : new Promise((done) => ws.once('close', done)))));
+    clearTimeout(grace);
+    await new Promise<void>((done) => this.#sidecarWss.close(() => done()));
+    await new Promise<void>((done) => this.#controlWss.close(() => done()));
+    if (this.control.listening) await new Promise<void>((done) => this.control.close(() => done()));
+  }
+
+  #acceptSidecar(ws: WebSocket, request: IncomingMessage): void {
+    const link = this.#links.get(request.socket);
+    if (link === undefined) {
+      ws.terminate(); // cannot happen: only attachSidecar feeds this server
+      return;
+    }
+    const subscriber = new Subscriber(ws, link);
+    const log = this.#options.log;
+    this.#subscribers.add(subscriber);
+    ws.on('error', (error) => log.warn({ event: 'connection-error', vm: link.id, err: error.message }));
+    ws.on('message', (data, isBinary) => this.#receive(subscriber, data, isBinary));
+    ws.on('close', () => {
+      this.#subscribers.delete(subscriber);
+      link.closed();
+      this.emit('disconnected', link);
+    });
+    subscriber.socket.on('drain', () => {
+      if (subscriber.owed) this.#sendLatest(subscriber, this.#options.now());
+    });
+    this.#grant(subscriber);
+    if (this.#latest !== undefined) this.#sendLatest(subscriber, this.#options.now());
+    this.emit('connected', link);
+  }
+
+  /** The access decision goes first, so no sample can arrive under an older one. */
+  #grant(subscriber: Subscriber): void {
+    const access = subscriber.link.access();
+    subscriber.grant(access.served ? hostItemsOf(access.items) : []);
+    subscriber.ws.send(JSON.stringify(access));
+  }
+
+  #receive(subscriber: Subscriber, data: RawData, isBinary: boolean): void {
+    if (subscriber.closing) return;
+    const text = this.#frameText(data, isBinary);
+    if (text instanceof ProtocolError) return this.#refuse(subscriber, text);
+    const parsed = parseSidecarMessage(text);
+    if (!parsed.ok) return this.#refuse(subscriber, parsed.error);
+    if (parsed.message.type === 'hello') subscriber.link.hello(parsed.message);
+    else subscriber.link.counters(parsed.message);
+  }
+
+  #frameText(data: RawData, isBinary: boolean): string | ProtocolError {
+    if (isBinary) return new ProtocolError('BINARY_FRAME', 'frames must be JSON text');
+    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    if (bytes.length > MAX_CLIENT_MESSAGE_BYTES) return new ProtocolError('TOO_LARGE', `message larger than ${MAX_CLIENT_MESSAGE_BYTES} bytes`);
+    return bytes.toString('utf8');
+  }
+
+  /** One request, one reply, then the connection ends: a peer that never reads holds one reply. */
+  #acceptControl(ws: WebSocket): void {
+    this.#controls.add(ws);
+    const idle = setTimeout(() => this.#endControl(ws, new ProtocolError('IDLE', `no request within ${this.#options.controlIdleMs} ms`)), this.#options.controlIdleMs);
+    ws.on('error', () => {});
+    ws.on('close', () => {
+      clearTimeout(idle);
+      this.#controls.delete(ws);
+    });
+    ws.once('message', (data, isBinary) => {
+      clearTimeout(idle);
+      const text = this.#frameText(data, isBinary);
+      const parsed = text instanceof ProtocolError ? { ok: false as const, error: text } : parseControlMessage(text);
+      if (!parsed.ok) return this.#endControl(ws, parsed.error);
+      ws.send(JSON.stringify(this.#options.status()), () => ws.close(1000, 'done'));
+      // Nothing more is read from a connection that has had its answer.
+      (ws as unknown as { _socket: Socket })._socket.pause();
+    });
+  }
+
+  #endControl(ws: WebSocket, error: ProtocolError): void {
+    this.#options.log.warn({ event: 'control-refused', code: error.code, err: error.message });
+    this.emit('protocolError', undefined, error);
+    ws.send(JSON.stringify(errorMessage(error)), () => ws.close(1008, error.code));
+    setTimeout(() => ws.terminate(), SHUTDOWN_GRACE_MS).unref();
+  }
+
+  #sendLatest(subscriber: Subscriber, now: number): void {
+    if (subscriber.closing || this.#latest === undefined) return;
+    if (subscriber.buffered() > this.#options.maxBufferedBytes) return this.#holdBack(subscriber, now);
+    subscriber.owed = false;
+    subscriber.overSince = undefined;
+    subscriber.ws.send(this.#encodeLatest(subscriber), { binary: false });
+  }
+
+  #holdBack(subscriber: Subscriber, now: number): void {
+    subscriber.owed = true;
+    if (subscriber.overSince === undefined) {
+      subscriber.overSince = now;
+      this.#options.log.warn({ event: 'stalled', vm: subscriber.link.id, buffered: subscriber.buffered() });
+      this.emit('stalled', subscriber.link);
+    } else if (now - subscriber.overSince >= this.#options.stallTimeoutMs) {
+      // It has not read for the whole timeout: a close frame would only queue behind the rest.
+      this.#options.log.warn({ event: 'dropped', vm: subscriber.link.id, buffered: subscriber.buffered() });
+      subscriber.closing = true;
+      subscriber.ws.terminate();
+      this.emit('dropped', subscriber.link);
+    }
+  }
+
+  #encodeLatest(subscriber: Subscriber): Buffer {
+    const snapshot = this.#latest as HostSnapshot;
+    const values: PartialHostValues = {};
+    for (const item of subscriber.items) {
+      const value = snapshot.values[item];
+      if (value !== undefined) (values as Record<string, unknown>)[item] = value;
+    }
+    return Buffer.from(JSON.stringify(sampleMessage(this.#seq, snapshot, values)));
+  }
+
+  /** One error frame, then the connection closes; nothing else is affected. */
+  #refuse(subscriber: Subscriber, error: ProtocolError): void {
+    this.#options.log.warn({ event: 'protocol-error', vm: subscriber.link.id, code: error.code, err: error.message });
+    subscriber.closing = true;
+    const frame: ErrorMessage = errorMessage(error);
+    subscriber.ws.send(JSON.stringify(frame));
+    subscriber.ws.close(CLOSE_CODES[error.code] ?? 1008, error.code);
+    this.emit('protocolError', subscriber.link, error);
+  }
+}
+
+/** RFC 6455 close codes: 1003 unacceptable data type, 1009 too big, 1013 try again later. */
+const CLOSE_CODES: Partial<Record<ProtocolError['code'], number>> = { BINARY_FRAME: 1003, TOO_LARGE: 1009, SERVER_FULL: 1013 };

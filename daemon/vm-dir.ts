@@ -1,0 +1,91 @@
+// One VM's directory under <runtime_dir>/vms/, as the daemon sees it: who owns it (the kernel's
+// word for who registered it), its vm.json, and its removal. Every access acts with the owner's
+// rights or on what the daemon itself owns, and never through a symlink.
+
+import { spawn } from 'node:child_process';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { VM_RECORD_FILE } from '../common/runtime-tree.js';
+import { MAX_VM_RECORD_BYTES, parseVmRecord, type VmRecordResult } from '../common/vm-record.js';
+
+export interface VmDirOwner {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/** The directory's owner, or why it is not a VM directory at all. */
+export function vmDirOwner(dir: string): VmDirOwner | string {
+  let stat;
+  try {
+    stat = lstatSync(dir);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  if (stat.isSymbolicLink()) return 'a symbolic link, not a directory';
+  if (!stat.isDirectory()) return 'not a directory';
+  if ((stat.mode & 0o022) !== 0) return `mode ${(stat.mode & 0o777).toString(8)}: others could write into it`;
+  return { uid: stat.uid, gid: stat.gid };
+}
+
+/** Reads a small regular file without following a symlink; undefined when absent. */
+export function readSmallFile(path: string, maxBytes: number): string | undefined | Error {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? undefined : new Error(code === 'ELOOP' ? `${path} is a symbolic link` : (error as Error).message);
+  }
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) return new Error(`${path} is not a regular file`);
+    if (stat.size > maxBytes) return new Error(`${path} is larger than ${maxBytes} bytes`);
+    const buffer = Buffer.alloc(maxBytes + 1);
+    const length = readSync(fd, buffer, 0, buffer.length, 0);
+    return buffer.subarray(0, length).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function readVmRecord(dir: string): VmRecordResult | undefined {
+  const text = readSmallFile(join(dir, VM_RECORD_FILE), MAX_VM_RECORD_BYTES);
+  if (text === undefined) return undefined;
+  if (text instanceof Error) return { ok: false, problem: text.message };
+  return parseVmRecord(text);
+}
+
+/**
+ * Removes a VM directory. One the daemon's own user owns it removes itself (nobody else can write
+ * there); another user's is removed by `rm` running as that user, so a symlink swapped in during
+ * the walk can only ever reach what that user could delete anyway.
+ */
+export async function removeVmDir(dir: string, owner: VmDirOwner, daemonUid: number): Promise<void> {
+  if (owner.uid === daemonUid) {
+    rmSync(dir, { recursive: true, force: true });
+    return;
+  }
+  await new Promise<void>((resolve, reject) => {
+    const rm = spawn('rm', ['-rf', '--one-file-system', '--', dir], { uid: owner.uid, gid: owner.gid, stdio: 'ignore', env: {}, cwd: '/' });
+    rm.once('error', reject);
+    rm.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`rm -rf ${dir} as uid ${owner.uid} exited ${code}`))));
+  });
+}
+
+/** Connects as soon as QEMU listens on `path`; gives up when `keepTrying` says the VM is gone. */
+export async function connectWhenListening(path: string, keepTrying: () => boolean, retryMs = 25): Promise<Socket> {
+  for (;;) {
+    const socket = await new Promise<Socket | undefined>((resolve) => {
+      const attempt = connect({ path });
+      attempt.once('connect', () => {
+        attempt.removeAllListeners('error');
+        resolve(attempt);
+      });
+      attempt.once('error', () => resolve(undefined));
+    });
+    if (socket !== undefined) return socket;
+    if (!keepTrying()) throw new Error(`${path}: QEMU is gone before it listened`);
+    await new Promise((resolve) => setTimeout(resolve, retryMs));
+  }
+}
