@@ -31,36 +31,51 @@ export function vmRecordOf(plan: WrapPlan, registration: Registration): VmRecord
   };
 }
 
+/** A staging directory under vms/ with `record` written in it; published later by one rename. */
+export function stageVmDir(vmsDir: string, record: VmRecord): string {
+  const stage = join(vmsDir, `.new-${process.pid}-${randomBytes(6).toString('hex')}`);
+  mkdirSync(stage, { mode: 0o700 });
+  // 'wx' (O_EXCL) in a directory just made: nothing can be planted under the name.
+  writeFileSync(join(stage, VM_RECORD_FILE), encodeVmRecord(record), { flag: 'wx', mode: 0o600 });
+  return stage;
+}
+
+/**
+ * Makes a staged directory visible as `vmDir`, complete. False when the name is taken by another
+ * live VM (the rename finds it non-empty, or it is someone else's in the sticky vms/).
+ */
+export function publishVmDir(stage: string, vmDir: string): boolean {
+  try {
+    renameSync(stage, vmDir);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'EPERM' || code === 'EACCES' || code === 'EISDIR' || code === 'ENOTDIR') return false;
+    throw error;
+  }
+}
+
 /**
  * Plans QEMU's arguments for the first free directory name and publishes that directory. A name
  * taken by another live VM (the rename finds it non-empty, or someone else's in the sticky vms/)
  * moves on to the next candidate.
  */
 export function planAndRegister(userArgs: readonly string[], options: Omit<PlanOptions, 'existingDirs'>, registration: Registration): QemuPlan {
-  const stage = join(options.vmsDir, `.new-${registration.pid}-${randomBytes(6).toString('hex')}`);
   const taken = new Set<string>();
-  let staged = false;
+  let stage: string | undefined;
   try {
     for (;;) {
       const plan = planQemuArgs(userArgs, { ...options, existingDirs: taken });
       if (plan.mode !== 'wrap') return plan;
-      if (!staged) {
-        mkdirSync(stage, { mode: 0o700 });
-        // 'wx' (O_EXCL) in a directory just made: nothing can be planted under the name.
-        writeFileSync(join(stage, VM_RECORD_FILE), encodeVmRecord(vmRecordOf(plan, registration)), { flag: 'wx', mode: 0o600 });
-        staged = true;
-      }
-      try {
-        renameSync(stage, plan.vmDir);
-        staged = false;
+      // The record does not depend on the directory's name: it is staged once for every try.
+      stage ??= stageVmDir(options.vmsDir, vmRecordOf(plan, registration));
+      if (publishVmDir(stage, plan.vmDir)) {
+        stage = undefined;
         return plan;
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'EPERM' && code !== 'EACCES' && code !== 'EISDIR' && code !== 'ENOTDIR') throw error;
       }
       taken.add(plan.vmDirName);
     }
   } finally {
-    if (staged) rmSync(stage, { recursive: true, force: true });
+    if (stage !== undefined) rmSync(stage, { recursive: true, force: true });
   }
 }
