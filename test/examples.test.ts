@@ -14,6 +14,8 @@ t.test('the sample host config is valid, enabled, and points at the sample polic
   t.equal(config.enabled, true);
   t.equal(config.policyDir, policies.replace(/\/$/, ''));
   t.same(config.cache, { intervalSeconds: 1, maxAgeSeconds: 5 });
+  t.same(config.guest, { linesPerSecond: 100, bytesPerSecond: 16384 }, 'the guest budget shown is the default');
+  t.equal(config.sidecarUser, 'hostinfo');
 });
 
 t.test('default.toml denies', async (t) => {
