@@ -19,6 +19,8 @@ export class GuestLineDecoder {
   readonly #pending = Buffer.alloc(MAX_REQUEST_BYTES);
   #length = 0;
   #discarding = false;
+  /** Discarding because bytes were lost, not because the line grew too long: no frame at the LF. */
+  #silent = false;
 
   /** Bytes held for an unfinished line: never more than MAX_REQUEST_BYTES - 1. */
   get bufferedBytes(): number {
@@ -35,7 +37,8 @@ export class GuestLineDecoder {
       if (lf === -1) break;
       if (this.#discarding) {
         this.#discarding = false;
-        frames.push({ kind: 'oversize', head: Buffer.from(this.#pending.subarray(0, MAX_REQUEST_BYTES - 1)) });
+        if (this.#silent) this.#silent = false;
+        else frames.push({ kind: 'oversize', head: Buffer.from(this.#pending.subarray(0, MAX_REQUEST_BYTES - 1)) });
       } else {
         frames.push({ kind: 'line', bytes: this.#takeLine() });
       }
@@ -43,6 +46,36 @@ export class GuestLineDecoder {
       start = lf + 1;
     }
     return frames;
+  }
+
+  /**
+   * The stream lost bytes here: the line in progress, what is buffered of it and whatever follows
+   * up to the next LF, is discarded without a frame. Gluing the head of one line to the tail of
+   * another could make a request the guest never sent.
+   */
+  discardToNextLine(): void {
+    this.#length = 0;
+    this.#discarding = true;
+    this.#silent = true;
+  }
+
+  /**
+   * The caller dropped these bytes from the stream at this point: no frame comes from any line
+   * they touch, and a line that ended with the last of them does not take the next line with it.
+   */
+  skip(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    const lastLf = bytes.lastIndexOf(LF);
+    if (lastLf === -1) {
+      this.discardToNextLine();
+      return;
+    }
+    // The line in progress ended inside the skipped bytes; only a line they leave unfinished
+    // continues into what comes next.
+    this.#length = 0;
+    this.#discarding = false;
+    this.#silent = false;
+    if (lastLf < bytes.length - 1) this.discardToNextLine();
   }
 
   #append(bytes: Uint8Array): void {

@@ -68,3 +68,48 @@ t.test('returned lines are copies: later input does not change them', async (t) 
   decoder.push(Buffer.from('XXXXXXXX\n'));
   t.equal(first?.kind === 'line' ? first.bytes.toString() : '', 'first');
 });
+
+t.test('discardToNextLine drops what is buffered and the rest of that line, silently', async (t) => {
+  const decoder = new GuestLineDecoder();
+  t.same(text(decoder.push(Buffer.from('PI'))), []);
+  decoder.discardToNextLine();
+  t.equal(decoder.bufferedBytes, 0);
+  t.same(text(decoder.push(Buffer.from('NG\nP'))), [], 'the tail is not glued to the head');
+  t.same(text(decoder.push(Buffer.from('ING\n'))), ['line:PING'], 'the line after it is whole again');
+});
+
+t.test('discardToNextLine during an oversize line: no oversize frame either', async (t) => {
+  const decoder = new GuestLineDecoder();
+  decoder.push(Buffer.alloc(MAX_REQUEST_BYTES + 10, 0x41));
+  decoder.discardToNextLine();
+  t.same(text(decoder.push(Buffer.from('AAAA\nPING\n'))), ['line:PING']);
+});
+
+t.test('skip: no frame from any line the skipped bytes touch', async (t) => {
+  const cases: [before: string, skipped: string, after: string, frames: string[]][] = [
+    // Skipped bytes inside one line: both its ends go.
+    ['PI', 'N', 'G\nloadavg\n', ['line:loadavg']],
+    // Ending in the middle of a line: the line they start goes too, up to its LF.
+    ['PI', 'NG\nphys', 'cpus\nloadavg\n', ['line:loadavg']],
+    // Ending right after an LF: the next line starts clean and is kept.
+    ['PI', 'NG\nphyscpus\n', 'loadavg\n', ['line:loadavg']],
+    // Starting at a line's start, ending at an LF: nothing else is lost.
+    ['', '1.0 200 x\n1.0 200 x\n', 'PING\n', ['line:PING']],
+    // Nothing skipped: nothing lost.
+    ['PI', '', 'NG\n', ['line:PING']],
+  ];
+  for (const [before, skipped, after, frames] of cases) {
+    const decoder = new GuestLineDecoder();
+    const out = [...decoder.push(Buffer.from(before))];
+    decoder.skip(Buffer.from(skipped));
+    out.push(...decoder.push(Buffer.from(after)));
+    t.same(text(out), frames, JSON.stringify([before, skipped, after]));
+  }
+});
+
+t.test('skip ends an oversize line without its report, when its LF is among the skipped bytes', async (t) => {
+  const decoder = new GuestLineDecoder();
+  decoder.push(Buffer.alloc(MAX_REQUEST_BYTES + 10, 0x41));
+  decoder.skip(Buffer.from('AAAA\n'));
+  t.same(text(decoder.push(Buffer.from('PING\n'))), ['line:PING']);
+});
