@@ -66,8 +66,8 @@ export class VmKeeper extends EventEmitter<KeeperEvents> implements SidecarLink 
     this.#supervisor = new SidecarSupervisor({ launch: () => this.#launch() });
     this.#supervisor.on('exited', (how, restartInMs) => {
       context.log.warn({ event: 'sidecar-exited', vm: id, how, restartInMs });
-      // A sidecar that ends cleanly has seen QEMU shut down: look now rather than at the next tick.
-      if (restartInMs === undefined) this.check();
+      // A sidecar usually ends because QEMU did: look now, before any restart is due.
+      this.check();
     });
     this.#supervisor.on('gave-up', (crashes) => context.log.error({ event: 'sidecar-gave-up', vm: id, crashes }, `sidecar crashed ${crashes} times within a minute; the guest's hostinfo port is no longer answered`));
     this.#supervisor.on('started', (pid) => context.log.info({ event: 'sidecar-started', vm: id, pid, account: this.#account }));

@@ -47,9 +47,9 @@ async function main(): Promise<void> {
     await sidecar.stop('start failed');
     process.exit(EXIT_ERROR);
   }
-  const reason = await sidecar.stopped;
-  log.info({ event: 'stopped', reason });
-  process.exit(0);
+  const { reason, status } = await sidecar.stopped;
+  log.info({ event: 'stopped', reason, status });
+  process.exit(status);
 }
 
 main().catch((error: unknown) => {

@@ -46,6 +46,11 @@ export interface SidecarOptions {
   readonly now?: () => number;
 }
 
+export interface Stopped {
+  readonly reason: string;
+  readonly status: 0 | 1;
+}
+
 export interface VmIdentityFacts {
   readonly name: string | undefined;
   readonly uuid: string | undefined;
@@ -74,8 +79,8 @@ export class Sidecar {
   #timers: NodeJS.Timeout[] = [];
   #audit: AuditLog;
   #stopping: Promise<void> | undefined;
-  readonly #stopped: Promise<string>;
-  #resolveStopped: (reason: string) => void = () => {};
+  readonly #stopped: Promise<Stopped>;
+  #resolveStopped: (stopped: Stopped) => void = () => {};
 
   constructor(options: SidecarOptions) {
     this.#options = options;
@@ -88,15 +93,17 @@ export class Sidecar {
     return this.#identity;
   }
 
-  /** Resolves with the reason once the sidecar has stopped (QEMU gone, channel closed, or stop()). */
-  get stopped(): Promise<string> {
+  /** Resolves once the sidecar has stopped (QEMU gone, channel closed, or stop()). */
+  get stopped(): Promise<Stopped> {
     return this.#stopped;
   }
 
   async start(): Promise<void> {
     const { channel, log } = this.#options;
     channel.on('access', (message) => this.#onAccess(message));
-    channel.on('closed', (code, reason) => void this.stop(`channel to hostinfod closed (${code} ${reason})`));
+    // Without its channel a sidecar has nothing to serve: exit non-zero, so that a daemon that
+    // still wants this VM served starts a new one, and one that is stopping does not.
+    channel.on('closed', (code, reason) => void this.stop(`channel to hostinfod closed (${code} ${reason})`, 1));
     channel.on('refused', (error) => log.error({ event: 'daemon-refused', ...error }));
     channel.on('invalid', (reason) => log.error({ event: 'daemon-invalid', reason }));
     await this.#connectQmp();
@@ -112,14 +119,16 @@ export class Sidecar {
     this.#guest = new GuestPort({ ...this.#options.guest, respond: (frame) => this.#answer(frame), budget: channel.access?.guest ?? { linesPerSecond: 1, bytesPerSecond: 256 } });
     this.#guest.on('connected', () => log.info({ event: 'guest-connected' }));
     this.#guest.on('disconnected', (reason) => log.warn({ event: 'guest-disconnected', reason }));
-    this.#guest.on('ended', () => void this.stop('guest chardev connection closed'));
+    // An inherited chardev connection cannot be reopened here; the daemon's restart reconnects it.
+    this.#guest.on('ended', () => void this.stop('guest chardev connection closed', 1));
     this.#guest.on('throttled', (dropped, pausedMs) => this.#onThrottled(dropped, pausedMs));
     this.#guest.start();
     this.#every(COUNTER_REPORT_MS, () => this.#reportCounters());
     this.#startDelayMeter();
   }
 
-  stop(reason: string): Promise<void> {
+  /** `status` 0: nothing to restart (QEMU is gone, or asked to stop); 1: restart me. */
+  stop(reason: string, status: 0 | 1 = 0): Promise<void> {
     this.#stopping ??= (async () => {
       this.#options.log.info({ event: 'stopping', reason });
       for (const timer of this.#timers) clearInterval(timer);
@@ -128,7 +137,7 @@ export class Sidecar {
       this.#audit.flush((suppressed) => this.#options.log.info({ event: 'requests-not-logged', vm: this.#vmName(), suppressed }));
       await this.#options.channel.close();
       await this.#qmp.close();
-      this.#resolveStopped(reason);
+      this.#resolveStopped({ reason, status });
     })();
     return this.#stopping;
   }
