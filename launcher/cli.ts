@@ -6,23 +6,27 @@ import type { Transport } from './qemu-args.js';
 export const USAGE = `Usage: hostinfo-qemu [--qemu PATH] [--config FILE] [--policy-dir DIR] [--runtime-dir DIR]
                      [--transport isa-serial|virtio-serial] -- <qemu args>
 
-Runs QEMU exactly as 'qemu-system-x86_64 <qemu args>' would (same terminal, exit status and
-signals) and gives the guest a hostinfo port: a spare serial port (default; the first free COM
-port, e.g. /dev/ttyS1 with -nographic) or a virtio-serial port named org.hostinfo.0. A per-VM
-hostinfo-sidecar answers the guest according to the VM's policy; the shared hostinfo-cache is
-started if it is not running.
+Becomes QEMU (exec) exactly as 'qemu-system-x86_64 <qemu args>' would run: same pid, file
+descriptors, terminal, exit status and signals. Before that it gives the guest a hostinfo port: a
+spare serial port (default; the first free COM port, e.g. /dev/ttyS1 with -nographic) or a
+virtio-serial port named org.hostinfo.0, and registers the VM with hostinfod (started if none runs),
+which runs an unprivileged hostinfo-sidecar that answers the guest according to the VM's policy.
 
   --qemu PATH          QEMU binary (default: $HOSTINFO_QEMU, else the first of qemu-kvm,
                        /usr/libexec/qemu-kvm, qemu-system-x86_64 found)
-  --config FILE        host config (default: $HOSTINFO_CONFIG, else /etc/hostinfo/hostinfo.toml)
-  --policy-dir DIR     per-VM policies (default: $HOSTINFO_POLICY_DIR, else policy_dir of the config)
-  --runtime-dir DIR    sockets and logs (default: $HOSTINFO_RUNTIME_DIR, else runtime_dir of the config)
+  --config FILE        host config (default: $HOSTINFO_CONFIG, else /etc/hostinfo/hostinfo.toml);
+                       its runtime_dir says where to register, and a hostinfod this starts reads it
+  --policy-dir DIR     per-VM policies for a hostinfod this starts (default: $HOSTINFO_POLICY_DIR,
+                       else policy_dir of the config); a running hostinfod keeps its own
+  --runtime-dir DIR    where hostinfod runs and VMs register (default: $HOSTINFO_RUNTIME_DIR, else
+                       runtime_dir of the config)
   --transport T        isa-serial (default) or virtio-serial
   --help, --version
 
 Invocations that only ask QEMU something (--help, -version, -machine none, ... help) run QEMU
-unchanged. -daemonize is refused. Exit status: QEMU's own (128+n if it died of signal n); 127 when
-no QEMU binary is found; 2 for bad options or QEMU arguments hostinfo-qemu cannot extend.
+unchanged. -daemonize and -pidfile work. When hostinfo cannot serve the VM (broken config, unsafe
+runtime directory, no daemon) it says why and QEMU starts without hostinfo. Exit status: QEMU's
+own; 127 when no QEMU binary is found; 2 for bad options or QEMU arguments it cannot extend.
 `;
 
 export interface LauncherFlags {
