@@ -1,6 +1,6 @@
 // Command-line flags of hostinfod, parsed without side effects so tests can cover them.
 
-import { parseArgs } from 'node:util';
+import { parseFlagValues } from '../common/flags.js';
 
 export const MIN_INTERVAL_SECONDS = 0.01;
 export const MAX_INTERVAL_SECONDS = 3600;
@@ -36,25 +36,17 @@ export interface DaemonFlags {
 export type ParsedFlags = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; flags: DaemonFlags } | { kind: 'error'; message: string };
 
 export function parseFlags(argv: readonly string[]): ParsedFlags {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        config: { type: 'string' },
-        'runtime-dir': { type: 'string' },
-        interval: { type: 'string' },
-        'log-file': { type: 'boolean' },
-        foreground: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean' },
-      },
-    }));
-  } catch (error) {
-    return { kind: 'error', message: (error as Error).message };
-  }
+  const parsed = parseFlagValues(argv, {
+    config: { type: 'string' },
+    'runtime-dir': { type: 'string' },
+    interval: { type: 'string' },
+    'log-file': { type: 'boolean' },
+    foreground: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean' },
+  });
+  if (!parsed.ok) return { kind: 'error', message: parsed.message };
+  const { values } = parsed;
   if (values.help === true) return { kind: 'help' };
   if (values.version === true) return { kind: 'version' };
   for (const name of ['config', 'runtime-dir'] as const) {

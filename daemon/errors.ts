@@ -1,5 +1,7 @@
 // Start-up failures of the daemon, each with a stable code for the launcher and tests to match on.
 
+import { CodedError } from '../common/coded-error.js';
+
 export type CacheErrorCode =
   | 'ALREADY_RUNNING'
   | 'LOCK_TIMEOUT'
@@ -8,11 +10,6 @@ export type CacheErrorCode =
   | 'GROUP_UNKNOWN'
   | 'LISTEN_FAILED';
 
-export class CacheError extends Error {
+export class CacheError extends CodedError<CacheErrorCode> {
   override readonly name = 'CacheError';
-  readonly code: CacheErrorCode;
-  constructor(code: CacheErrorCode, message: string) {
-    super(message);
-    this.code = code;
-  }
 }

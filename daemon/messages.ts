@@ -4,6 +4,7 @@
 // socket. Every frame is size-checked before JSON.parse and then validated field by field; a peer
 // that sends anything else gets one `error` frame and is disconnected.
 
+import { CodedError } from '../common/coded-error.js';
 import { isHostItemName, type HostItemName, type ItemName, isItemName } from '../policies/items.js';
 import { type HostSnapshot, type PartialHostValues, parseHostValues } from './sample.js';
 
@@ -95,13 +96,8 @@ export type ProtocolErrorCode =
   | 'SERVER_FULL'
   | 'IDLE';
 
-export class ProtocolError extends Error {
+export class ProtocolError extends CodedError<ProtocolErrorCode> {
   override readonly name = 'ProtocolError';
-  readonly code: ProtocolErrorCode;
-  constructor(code: ProtocolErrorCode, message: string) {
-    super(message);
-    this.code = code;
-  }
 }
 
 type Parsed<T> = { ok: true; message: T } | { ok: false; error: ProtocolError };

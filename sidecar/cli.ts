@@ -1,6 +1,6 @@
 // Command-line flags of hostinfo-sidecar, parsed without side effects so tests can cover them.
 
-import { parseArgs } from 'node:util';
+import { parseFlagValues } from '../common/flags.js';
 
 export const USAGE = `Usage: hostinfo-sidecar --channel-fd N (--qmp-fd N --guest-fd N | --qmp PATH --guest PATH)
                         [--qemu-pid PID] [--help] [--version]
@@ -44,21 +44,13 @@ function positiveInteger(name: string, text: string | undefined, minimum: number
 }
 
 export function parseSidecarFlags(argv: readonly string[]): ParsedSidecarFlags {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        'channel-fd': { type: 'string' }, 'qmp-fd': { type: 'string' }, 'guest-fd': { type: 'string' },
-        qmp: { type: 'string' }, guest: { type: 'string' }, 'qemu-pid': { type: 'string' },
-        help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' },
-      },
-    }));
-  } catch (error) {
-    return { kind: 'error', message: (error as Error).message };
-  }
+  const parsed = parseFlagValues(argv, {
+    'channel-fd': { type: 'string' }, 'qmp-fd': { type: 'string' }, 'guest-fd': { type: 'string' },
+    qmp: { type: 'string' }, guest: { type: 'string' }, 'qemu-pid': { type: 'string' },
+    help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' },
+  });
+  if (!parsed.ok) return { kind: 'error', message: parsed.message };
+  const { values } = parsed;
   if (values.help === true) return { kind: 'help' };
   if (values.version === true) return { kind: 'version' };
   const channelFd = positiveInteger('channel-fd', values['channel-fd'], 3);
