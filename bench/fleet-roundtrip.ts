@@ -1,17 +1,18 @@
-// Guest round trip with 100 VMs served at once: 100 real sidecars (each with its own paused QEMU
-// on QMP, one shared cache), every VM's guest end asking sequentially and all 100 asking in
-// parallel. The baseline is 100 bare Node echo processes, one per socket, driven the same way by
+// Guest round trip with 100 VMs served at once: one real hostinfod serving 100 registered VMs
+// (each a paused QEMU on QMP) through the 100 sidecars it spawned, every VM's guest end asking
+// sequentially and all 100 asking in parallel. The baseline is 100 bare Node echo processes, one per socket, driven the same way by
 // the same bench process: same process count, same scheduling on 2 cores, so the ratio is what the
 // sidecar's own work adds, and queueing for the CPUs shows in both.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Fleet, killAndWait } from './fleet.js';
+import { Fleet, killAndWait, WIDE_BUDGET_NOTE } from './fleet.js';
 import { ECHO_CLIENT } from './guest-roundtrip.js';
+import { spawnNoted } from './reaper.js';
 import { sidecarMemoryRows } from './sidecar-memory.js';
 import { percentile, type Benchmark, type BenchRow } from './table.js';
 
@@ -58,7 +59,7 @@ async function startEchoes(dir: string, count: number, children: ChildProcess[])
     server.listen(path);
     await once(server, 'listening');
     const accepted = once(server, 'connection');
-    children.push(spawn(process.execPath, ['-e', ECHO_CLIENT, path], { stdio: 'ignore' }));
+    children.push(spawnNoted(process.execPath, ['-e', ECHO_CLIENT, path], { stdio: 'ignore' }));
     const [socket] = (await accepted) as [Socket];
     server.close();
     socket.setNoDelay(true);
@@ -91,12 +92,12 @@ export const fleetRoundTripBenchmark: Benchmark = {
       const [echo50, echo99, item50, item99] = [percentile(echo, 50), percentile(echo, 99), percentile(item, 50), percentile(item, 99)] as const;
       const r50 = item50 / echo50;
       const r99 = item99 / echo99;
-      process.stderr.write(`  ${VMS} QEMU + sidecar pairs ready in ${startSeconds.toFixed(1)} s\n`);
+      process.stderr.write(`  ${VMS} VMs registered and served (QEMU + daemon-spawned sidecar each) in ${startSeconds.toFixed(1)} s\n`);
       await fleet.shrink(MEMORY_VMS);
       const memory = await sidecarMemoryRows('sidecar memory', fleet);
       return [
         { benchmark: this.name, measure: `${VMS} echo processes, all asking at once, p50 / p99 (baseline)`, value: `${ms(echo50)} / ${ms(echo99)}`, goal: '', met: undefined },
-        { benchmark: this.name, measure: `${VMS} sidecars, all asking at once, physcpus p50 / p99`, value: `${ms(item50)} / ${ms(item99)}`, goal: 'p99 < 1 ms', met: item99 < 1 },
+        { benchmark: this.name, measure: `${VMS} sidecars, all asking at once, physcpus p50 / p99 (${WIDE_BUDGET_NOTE})`, value: `${ms(item50)} / ${ms(item99)}`, goal: 'p99 < 1 ms', met: item99 < 1 },
         { benchmark: this.name, measure: `sidecar / echo, p50 and p99 (${VMS} VMs × ${ROUNDS} rounds)`, value: `${r50.toFixed(2)}× / ${r99.toFixed(2)}×`, goal: '≤ 1.5×', met: r50 <= 1.5 && r99 <= 1.5 },
         ...memory,
       ];

@@ -1,78 +1,185 @@
-// N VMs as the fleet benchmarks need them: one real hostinfo-cache, N paused QEMUs (real QMP) and
-// N real hostinfo-sidecars. The bench plays each QEMU's hostinfo chardev end: it listens on N unix
-// sockets and each sidecar connects to its own. Every process started here is killed by close().
+// N VMs as the fleet benchmarks need them, on the production path: one real hostinfod adopts
+// every VM registered under its runtime directory's vms/ and spawns each VM's hostinfo-sidecar
+// itself. A VM here is registered as the launcher does it (launcher/register.ts stageVmDir +
+// publishVmDir): a real paused QEMU provides QMP in the staging directory, and the bench plays
+// QEMU's hostinfo chardev end at guest.sock, so it can ask at full speed. Every process started
+// here, the daemon's sidecars included, is killed by close() (and by reaper.ts on any exit).
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processStartTime } from '../common/proc.js';
+import { CONTROL_SOCKET, GUEST_SOCKET, LOGS_DIR, QMP_SOCKET, VMS_DIR } from '../common/runtime-tree.js';
+import type { VmRecord } from '../common/vm-record.js';
+import { fetchStatus } from '../daemon/control-client.js';
+import type { StatusReply } from '../daemon/messages.js';
+import { publishVmDir, stageVmDir } from '../launcher/register.js';
+import { killNoted, notePid, spawnNoted, stillRuns, stopChild, untilGone } from './reaper.js';
 
 export const bin = (relative: string): string => fileURLToPath(new URL(`../${relative}`, import.meta.url));
-
+/** The package's bin, a POSIX sh front that execs QEMU once the planner has registered the VM. */
+export const FRONT = fileURLToPath(new URL('../../bin/hostinfo-qemu', import.meta.url));
+export const QEMU = 'qemu-system-x86_64';
 export const PAUSED_QEMU = ['-M', 'pc', '-accel', 'tcg', '-S', '-nodefaults', '-display', 'none'] as const;
-/** Pairs started at once: 2 cores gain nothing from more, and startup stays orderly. */
+/** A rate limit the benchmarks never reach: they measure answering, not refusing. */
+export const BENCH_POLICY = 'enabled = true\nburst = 100000000\ninterval = 1\n';
+/**
+ * The default flood budget (100 lines/s per guest) would cut a round-trip benchmark off after its
+ * first 100 requests: the rows measure answering, so the budget is widened out of their way.
+ */
+export const WIDE_GUEST_BUDGET = '[guest]\nlines_per_second = 1000000\nbytes_per_second = 100000000\n';
+/** How rows whose figures depend on the widened budget say so. */
+export const WIDE_BUDGET_NOTE = 'guest budget 10⁶ lines/s';
+/** VMs registered at once: 2 cores gain nothing from more, and start-up stays orderly. */
 const START_CONCURRENCY = 6;
 const READY_TIMEOUT_MS = 60_000;
+const POLL_MS = 10;
+
+export type LogLine = Record<string, unknown>;
+
+/** A host config, policy directory and runtime directory of the bench's own. */
+export interface Site {
+  readonly dir: string;
+  readonly config: string;
+  readonly runtime: string;
+  readonly vms: string;
+  readonly control: string;
+  sidecarLog(vm: string): string;
+  daemonLog(): string;
+}
+
+export async function makeSite(prefix: string): Promise<Site> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  await mkdir(join(dir, 'policies'));
+  await writeFile(join(dir, 'policies', 'default.toml'), BENCH_POLICY);
+  const config = join(dir, 'hostinfo.toml');
+  await writeFile(config, `enabled = true\npolicy_dir = "policies"\nruntime_dir = "run"\n${WIDE_GUEST_BUDGET}`);
+  const runtime = join(dir, 'run');
+  return {
+    dir, config, runtime,
+    vms: join(runtime, VMS_DIR),
+    control: join(runtime, CONTROL_SOCKET),
+    sidecarLog: (vm) => join(runtime, LOGS_DIR, `${vm}.sidecar.log`),
+    daemonLog: () => join(runtime, LOGS_DIR, 'hostinfod.log'),
+  };
+}
+
+/** The JSON lines of a log file, the unparseable ones skipped; [] while it does not exist. */
+export function readLogLines(path: string): LogLine[] {
+  if (!existsSync(path)) return [];
+  const lines: LogLine[] = [];
+  for (const text of readFileSync(path, 'utf8').split('\n')) {
+    if (text === '') continue;
+    try {
+      lines.push(JSON.parse(text) as LogLine);
+    } catch {
+      // A line being written right now, or not JSON.
+    }
+  }
+  return lines;
+}
+
+/** Polls `check` every POLL_MS until it returns something; the timestamps the benchmarks use come from logs, not from this poll. */
+export async function poll<T>(what: string, check: () => T | undefined | Promise<T | undefined>, timeoutMs = READY_TIMEOUT_MS, detail: () => string = () => ''): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = await check();
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail()}`);
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+}
+
+/** hostinfod in the foreground, its JSON log on stderr parsed as it comes. */
+export class DaemonProcess {
+  readonly child: ChildProcess;
+  readonly lines: LogLine[] = [];
+  #stderr = '';
+
+  constructor(site: Site) {
+    this.child = spawnNoted(process.execPath, [bin('daemon/main.js'), '--config', site.config, '--runtime-dir', site.runtime], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: cleanEnv(),
+    });
+    let partial = '';
+    this.child.stderr?.on('data', (chunk: Buffer) => {
+      const text = partial + chunk.toString();
+      this.#stderr = (this.#stderr + chunk.toString()).slice(-4000);
+      const lines = text.split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) {
+        try {
+          const parsed = JSON.parse(line) as LogLine;
+          this.lines.push(parsed);
+          // Sidecars are the daemon's children, but ours to clean up if anything goes wrong.
+          if (parsed['event'] === 'sidecar-started' && typeof parsed['sidecarPid'] === 'number') notePid(parsed['sidecarPid']);
+        } catch {
+          // not a log line
+        }
+      }
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? 0;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  waitFor(what: string, match: (line: LogLine) => boolean, timeoutMs = READY_TIMEOUT_MS): Promise<LogLine> {
+    return poll(what, () => {
+      if (!this.running) throw new Error(`hostinfod exited (${this.child.exitCode ?? this.child.signalCode}) before ${what}: ${this.#stderr}`);
+      return this.lines.find(match);
+    }, timeoutMs);
+  }
+
+  /** SIGTERM (the daemon stops its sidecars), SIGKILL if it takes longer than 10 s. */
+  stop(): Promise<void> {
+    return stopChild(this.child, 'SIGTERM');
+  }
+}
+
+/** HOSTINFO_* from the developer's shell must not change what the bench configures. */
+export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('HOSTINFO_'))), ...extra };
+}
 
 export interface FleetVm {
   readonly index: number;
+  /** The VM's directory name under vms/, its id in the daemon's status. */
+  readonly name: string;
   readonly qemu: ChildProcess;
-  readonly sidecar: ChildProcess;
   /** The bench's end of the VM's hostinfo chardev: write requests here, replies come back. */
   readonly guest: Socket;
   readonly server: Server;
 }
 
-/** Calls `onEvent(event, line)` for every JSON log line a child writes to stderr, and keeps draining. */
-export function watchLog(child: ChildProcess, onEvent: (event: string, line: string) => void): void {
-  let partial = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    const lines = (partial + chunk.toString()).split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) {
-      const match = /"event":"([^"]+)"/.exec(line);
-      if (match?.[1] !== undefined) onEvent(match[1], line);
+/** One guest request, one reply line. */
+export async function ask(socket: Socket, request: string, timeoutMs = 10_000): Promise<string> {
+  let buffered = '';
+  return new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => finish(new Error(`no reply to ${request} in ${timeoutMs} ms`)), timeoutMs);
+    const onData = (chunk: Buffer): void => {
+      buffered += chunk.toString('latin1');
+      const lf = buffered.indexOf('\n');
+      if (lf !== -1) finish(buffered.slice(0, lf));
+    };
+    function finish(result: string | Error): void {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      if (result instanceof Error) reject(result);
+      else resolve(result);
     }
+    socket.on('data', onData);
+    socket.write(`${request}\n`);
   });
-}
-
-/** Resolves with the line of the first log event named `event`; rejects if the child exits first. */
-export function logEvent(child: ChildProcess, event: string, timeoutMs = READY_TIMEOUT_MS): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${event} from pid ${child.pid} in ${timeoutMs} ms`)), timeoutMs);
-    watchLog(child, (name, line) => {
-      if (name !== event) return;
-      clearTimeout(timer);
-      resolve(line);
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`pid ${child.pid} exited (${signal ?? code}) before ${event}`));
-    });
-  });
-}
-
-/** Resolves once the JSON log file `path` holds a line with `event`. Files, not pipes, so the bench
- * does not have to read every sidecar's audit lines while it measures. */
-export async function fileLogEvent(path: string, event: string, child: ChildProcess, timeoutMs = READY_TIMEOUT_MS): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!readFileSync(path, 'utf8').includes(`"event":"${event}"`)) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`pid ${child.pid} exited before ${event}: ${readFileSync(path, 'utf8').slice(-500)}`);
-    if (Date.now() > deadline) throw new Error(`no ${event} in ${path} in ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-export async function waitForPath(path: string, timeoutMs = READY_TIMEOUT_MS): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!existsSync(path)) {
-    if (Date.now() > deadline) throw new Error(`${path} did not appear in ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 /** Runs `task` for 0..count-1 with at most `limit` at a time. */
@@ -85,93 +192,136 @@ export async function pool(count: number, limit: number, task: (index: number) =
 }
 
 export async function killAndWait(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill(signal);
-  await exited;
+  await stopChild(child, signal);
 }
 
 export class Fleet {
-  readonly dir: string;
+  readonly site: Site;
+  readonly daemon: DaemonProcess;
   readonly vms: FleetVm[] = [];
-  readonly cache: ChildProcess;
-  readonly #children: ChildProcess[];
+  /** VMs whose sidecar failed to start at least once before serving, and why. */
+  readonly failedStarts: string[] = [];
+  readonly #qemus: ChildProcess[] = [];
+  readonly #servers: Server[] = [];
 
-  private constructor(dir: string, cache: ChildProcess, children: ChildProcess[]) {
-    this.dir = dir;
-    this.cache = cache;
-    this.#children = children;
+  private constructor(site: Site, daemon: DaemonProcess) {
+    this.site = site;
+    this.daemon = daemon;
   }
 
-  /** Starts the cache, then `count` QEMU + sidecar pairs; resolves once every sidecar has host data and is connected. */
+  /** Starts hostinfod, then registers `count` VMs; resolves once every VM's sidecar answers its guest from host data. */
   static async start(count: number): Promise<Fleet> {
-    const dir = await mkdtemp(join(tmpdir(), 'hostinfo-fleet-'));
-    const children: ChildProcess[] = [];
-    const spawnChild = (command: string, args: readonly string[]): ChildProcess => {
-      const child = spawn(command, [...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-      children.push(child);
-      return child;
-    };
-    let fleet: Fleet | undefined;
+    const site = await makeSite('hostinfo-fleet-');
+    const fleet = new Fleet(site, new DaemonProcess(site));
     try {
-      await mkdir(join(dir, 'policies'));
-      // A rate limit the benchmark never reaches: it measures answering, not refusing.
-      await writeFile(join(dir, 'policies', 'default.toml'), 'enabled = true\nburst = 100000000\ninterval = 1\n');
-      const config = join(dir, 'hostinfo.toml');
-      await writeFile(config, 'enabled = true\npolicy_dir = "policies"\nruntime_dir = "run"\n');
-      const cachePath = join(dir, 'cache.sock');
-      const cache = spawnChild(process.execPath, [bin('cache/main.js'), '--config', config, '--socket', cachePath]);
-      await logEvent(cache, 'listening');
-      fleet = new Fleet(dir, cache, children);
-      const vms = fleet.vms;
-      await pool(count, START_CONCURRENCY, async (index) => {
-        const qmp = join(dir, `qmp-${index}.sock`);
-        const guestPath = join(dir, `guest-${index}.sock`);
-        const qemu = spawnChild('qemu-system-x86_64', [...PAUSED_QEMU, '-name', `bench-${index}`, '-qmp', `unix:${qmp},server=on,wait=off`]);
-        const server = createServer();
-        server.listen(guestPath);
-        await once(server, 'listening');
-        const accepted = once(server, 'connection').then(([socket]) => socket as Socket);
-        await waitForPath(qmp);
-        const logPath = join(dir, `sidecar-${index}.log`);
-        const logFd = openSync(logPath, 'a');
-        const sidecar = spawn(process.execPath, [
-          bin('sidecar/main.js'), '--qmp', qmp, '--guest', guestPath, '--config', config, '--cache', cachePath, '--qemu-pid', String(qemu.pid),
-        ], { stdio: ['ignore', 'ignore', logFd] });
-        closeSync(logFd);
-        children.push(sidecar);
-        const [, guest] = await Promise.all([fileLogEvent(logPath, 'cache-data', sidecar), accepted]);
-        guest.setNoDelay(true);
-        vms.push({ index, qemu, sidecar, guest, server });
-      });
-      vms.sort((a, b) => a.index - b.index);
+      await fleet.daemon.waitFor('hostinfod listening', (line) => line['event'] === 'listening');
+      await pool(count, START_CONCURRENCY, (index) => fleet.#register(index));
+      fleet.vms.sort((a, b) => a.index - b.index);
+      if (fleet.failedStarts.length > 0) process.stderr.write(`  ${fleet.failedStarts.length} of ${count} VMs had a sidecar fail to start before serving: ${fleet.failedStarts.join('; ')}\n`);
       return fleet;
     } catch (error) {
-      if (fleet !== undefined) await fleet.close();
-      else {
-        await Promise.all(children.map((child) => killAndWait(child)));
-        await rm(dir, { recursive: true, force: true });
-      }
+      await fleet.close();
       throw error;
     }
   }
 
-  /** Stops every VM (sidecar and QEMU) after the first `count`. */
+  status(): Promise<StatusReply> {
+    return fetchStatus(this.site.control);
+  }
+
+  /** Each VM's sidecar pid, from the daemon's status, in the order of `vms`. */
+  async sidecarPids(): Promise<number[]> {
+    const reply = await this.status();
+    return this.vms.map((vm) => {
+      const pid = reply.vms.find((entry) => entry.id === vm.name)?.sidecar.pid;
+      if (pid === null || pid === undefined) throw new Error(`hostinfod reports no sidecar for ${vm.name}`);
+      return pid;
+    });
+  }
+
+  /** Stops every VM after the first `count` (QEMU first, as when a VM shuts down); resolves once the daemon has let them go. */
   async shrink(count: number): Promise<void> {
     const gone = this.vms.splice(count);
+    const names = new Set(gone.map((vm) => vm.name));
+    const sidecars = (await this.status()).vms.filter((entry) => names.has(entry.id)).map((entry) => entry.sidecar.pid);
+    await Promise.all(gone.map((vm) => killAndWait(vm.qemu)));
+    await poll(`hostinfod to let ${gone.length} VMs go`, async () => ((await this.status()).vms.some((entry) => names.has(entry.id)) ? undefined : true));
+    for (const pid of sidecars) if (pid !== null && !(await untilGone(pid))) throw new Error(`sidecar ${pid} still runs after its QEMU is gone`);
     for (const vm of gone) {
       vm.guest.destroy();
       vm.server.close();
     }
-    await Promise.all(gone.flatMap((vm) => [killAndWait(vm.sidecar), killAndWait(vm.qemu)]));
   }
 
+  /** The daemon first (it stops its sidecars), then QEMUs, then whatever sidecar outlived it. */
   async close(): Promise<void> {
-    for (const vm of this.vms) {
-      vm.guest.destroy();
-      vm.server.close();
+    let sidecars: number[] = [];
+    if (this.daemon.running) sidecars = (await this.status().catch(() => undefined))?.vms.flatMap((entry) => (entry.sidecar.pid === null ? [] : [entry.sidecar.pid])) ?? [];
+    for (const line of this.daemon.lines) if (line['event'] === 'sidecar-started' && typeof line['sidecarPid'] === 'number') sidecars.push(line['sidecarPid']);
+    await this.daemon.stop();
+    await Promise.all(this.#qemus.map((qemu) => killAndWait(qemu)));
+    for (const pid of sidecars) if (stillRuns(pid)) killNoted(pid);
+    for (const server of this.#servers) server.close();
+    for (const vm of this.vms) vm.guest.destroy();
+    await rm(this.site.dir, { recursive: true, force: true });
+  }
+
+  /** As test/helpers/served-vm.ts stageVm: staged, QEMU listening in the stage, vm.json naming QEMU, published. */
+  async #register(index: number): Promise<void> {
+    const name = `bench-${index}`;
+    const placeholder: VmRecord = {
+      v: 1, pid: process.pid, startTime: processStartTime(process.pid) ?? '0', name, uuid: undefined,
+      transport: 'isa-serial', guestDevice: '/dev/ttyS0', pidfile: undefined,
+    };
+    const stage = stageVmDir(this.site.vms, placeholder);
+    const server = createServer();
+    this.#servers.push(server);
+    server.listen(join(stage, GUEST_SOCKET));
+    await once(server, 'listening');
+    // hostinfod connects anew for each sidecar it starts: the newest connection is the live one.
+    const connections: Socket[] = [];
+    server.on('connection', (socket: Socket) => {
+      socket.on('error', () => {});
+      connections.push(socket);
+    });
+    const qemu = spawnNoted(QEMU, [...PAUSED_QEMU, '-name', name, '-qmp', `unix:${join(stage, QMP_SOCKET)},server=on,wait=off`], { stdio: 'ignore' });
+    this.#qemus.push(qemu);
+    const qemuPid = qemu.pid ?? 0;
+    // QEMU binds its QMP socket by path: the staging directory must not move before it has.
+    const startTime = await poll(`QEMU ${name} to listen on QMP`, () => {
+      if (qemu.exitCode !== null || qemu.signalCode !== null) throw new Error(`QEMU ${name} exited (${qemu.exitCode ?? qemu.signalCode}) before listening`);
+      const value = processStartTime(qemuPid);
+      return value !== undefined && existsSync(join(stage, QMP_SOCKET)) ? value : undefined;
+    });
+    writeFileSync(join(stage, 'vm.json.tmp'), `${JSON.stringify({ ...placeholder, pid: qemuPid, startTime })}\n`, { mode: 0o600 });
+    renameSync(join(stage, 'vm.json.tmp'), join(stage, 'vm.json'));
+    if (!publishVmDir(stage, join(this.site.vms, name))) {
+      rmSync(stage, { recursive: true, force: true });
+      throw new Error(`${name} is taken under ${this.site.vms}`);
     }
-    await Promise.all(this.#children.map((child) => killAndWait(child)));
-    await rm(this.dir, { recursive: true, force: true });
+    // The daemon (root) connects to guest.sock for the sidecar and hands it over; the sidecar
+    // reads it from `guest-connected` on, and logs `host-data` at its first sample.
+    await poll(`${name}'s sidecar to be ready`, () => {
+      if (!this.daemon.running) throw new Error(`hostinfod exited while ${name} was starting`);
+      const events = new Set(readLogLines(this.site.sidecarLog(name)).map((line) => line['event']));
+      return events.has('guest-connected') && events.has('host-data') ? true : undefined;
+    }, READY_TIMEOUT_MS, () => `: ${existsSync(this.site.sidecarLog(name)) ? readFileSync(this.site.sidecarLog(name), 'utf8').slice(-800) : 'no sidecar log'}`);
+    const guest = await poll(`${name}'s guest connection`, () => {
+      const newest = connections[connections.length - 1];
+      return newest !== undefined && !newest.destroyed ? newest : undefined;
+    });
+    // A sidecar that failed (e.g. never got QMP's greeting) is restarted by the daemon; the
+    // benchmark goes on with the restarted one, and says so.
+    const failed = readLogLines(this.site.sidecarLog(name)).filter((line) => line['event'] === 'start-failed');
+    if (failed.length > 0) this.failedStarts.push(`${name}: ${failed.map((line) => String(line['code'] ?? line['err'])).join(', ')}`);
+    guest.setNoDelay(true);
+    // A 503 (no data yet) would only be a sidecar whose first sample has not come: asked again then.
+    let reply = await ask(guest, 'physcpus');
+    for (let tries = 0; reply.startsWith('1.0 503') && tries < 100; tries += 1) {
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      reply = await ask(guest, 'physcpus');
+    }
+    if (!/^1\.0 200 \d+$/.test(reply)) throw new Error(`${name}: physcpus answered ${JSON.stringify(reply)}`);
+    this.vms.push({ index, name, qemu, guest, server });
   }
 }

@@ -1,5 +1,5 @@
 // Runs the benchmarks named on the command line (by file name, e.g. fleet-roundtrip), for working
-// on one without waiting for all: node dist-bench/bench/run-one.js fleet-roundtrip
+// on one without waiting for all: node dist/bench/run-one.js fleet-roundtrip
 import type { Benchmark } from './table.js';
 import { formatTable, type BenchRow } from './table.js';
 

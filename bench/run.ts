@@ -1,7 +1,7 @@
 // `npm run bench`: every benchmark, one table. Add a benchmark by appending it to BENCHMARKS.
 
-import { collectorBenchmark } from './cache-collector.js';
-import { fanoutBenchmark } from './cache-fanout.js';
+import { collectorBenchmark } from './daemon-collector.js';
+import { fanoutBenchmark } from './daemon-fanout.js';
 import { fleetRoundTripBenchmark } from './fleet-roundtrip.js';
 import { guestRoundTripBenchmark } from './guest-roundtrip.js';
 import { launcherBenchmark } from './launcher-overhead.js';

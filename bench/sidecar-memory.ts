@@ -1,11 +1,12 @@
 // Marginal memory per sidecar: proportional set size (Pss in /proc/PID/smaps_rollup: private pages
-// plus each shared page divided among the processes sharing it) of sidecars running against real
-// paused QEMUs, next to a bare `node -e` process of the same Node measured at the same moment, so
-// both get the same share of the pages all Node processes have in common.
+// plus each shared page divided among the processes sharing it) of the sidecars hostinfod runs
+// against real paused QEMUs, next to a bare `node -e` process of the same Node measured at the same
+// moment, so both get the same share of the pages all Node processes have in common. Sidecar pids
+// come from the daemon's status; the daemon's own footprint serving them is one more row.
 
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { type Fleet, killAndWait } from './fleet.js';
+import { spawnNoted } from './reaper.js';
 import type { BenchRow } from './table.js';
 
 const GOAL_MB = 15;
@@ -24,22 +25,25 @@ const mean = (values: readonly number[]): number => values.reduce((sum, v) => su
 const mb = (kb: number): string => `${(kb / 1024).toFixed(1)} MB`;
 
 export async function sidecarMemoryRows(benchmark: string, fleet: Fleet): Promise<BenchRow[]> {
-  const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e9)'], { stdio: 'ignore' });
+  const bare = spawnNoted(process.execPath, ['-e', 'setInterval(() => {}, 1e9)'], { stdio: 'ignore' });
   try {
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-    const sidecars = fleet.vms.map((vm) => smapsRollup(vm.sidecar.pid ?? 0));
+    const sidecarPids = await fleet.sidecarPids();
+    const sidecars = sidecarPids.map((pid) => smapsRollup(pid));
     const qemus = fleet.vms.map((vm) => smapsRollup(vm.qemu.pid ?? 0));
     const node = smapsRollup(bare.pid ?? 0);
+    const daemon = smapsRollup(fleet.daemon.pid);
     const pss = mean(sidecars.map((s) => s.Pss ?? NaN));
     const rss = mean(sidecars.map((s) => s.Rss ?? NaN));
     const privateKb = mean(sidecars.map((s) => (s.Private_Clean ?? NaN) + (s.Private_Dirty ?? NaN)));
     const nodePrivate = (node.Private_Clean ?? NaN) + (node.Private_Dirty ?? NaN);
     const marginal = pss - (node.Pss ?? NaN);
-    const n = fleet.vms.length;
+    const n = sidecars.length;
     return [
       { benchmark, measure: `bare \`node -e\` PSS / RSS / private (baseline, beside ${n} sidecars)`, value: `${mb(node.Pss ?? NaN)} / ${mb(node.Rss ?? NaN)} / ${mb(nodePrivate)}`, goal: '', met: undefined },
       { benchmark, measure: `sidecar PSS / RSS / private, mean of ${n} (after the round trips)`, value: `${mb(pss)} / ${mb(rss)} / ${mb(privateKb)}`, goal: '', met: undefined },
       { benchmark, measure: 'marginal PSS per sidecar (sidecar - bare node)', value: mb(marginal), goal: `≤ ${GOAL_MB} MB`, met: marginal <= GOAL_MB * 1024 },
+      { benchmark, measure: `hostinfod PSS / RSS, serving ${n} VMs`, value: `${mb(daemon.Pss ?? NaN)} / ${mb(daemon.Rss ?? NaN)}`, goal: '', met: undefined },
       { benchmark, measure: `paused QEMU (-M pc, TCG, -S) PSS / RSS, mean of ${n}`, value: `${mb(mean(qemus.map((s) => s.Pss ?? NaN)))} / ${mb(mean(qemus.map((s) => s.Rss ?? NaN)))}`, goal: '', met: undefined },
     ];
   } finally {

@@ -80,6 +80,9 @@ export async function connectWhenListening(path: string, keepTrying: () => boole
       const attempt = connect({ path });
       attempt.once('connect', () => {
         attempt.removeAllListeners('error');
+        // Not a byte may be read here: QEMU's QMP greeting (and any early guest bytes) belong to
+        // the sidecar this socket is handed to.
+        attempt.pause();
         resolve(attempt);
       });
       attempt.once('error', () => resolve(undefined));

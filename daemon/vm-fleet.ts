@@ -129,7 +129,7 @@ export class VmFleet {
       this.#keepers.delete(name);
       this.#rejected.delete(name);
     });
-    this.#options.log.info({ event: 'vm-adopted', vm: name, pid: record.pid, owner: owner.uid, name: record.name, uuid: record.uuid, guestDevice: record.guestDevice });
+    this.#options.log.info({ event: 'vm-adopted', vm: name, qemuPid: record.pid, owner: owner.uid, vmName: record.name, uuid: record.uuid, guestDevice: record.guestDevice });
     void keeper.start();
     // A daemonized VM whose parent already exited is followed (or let go) right away.
     keeper.check();

@@ -70,7 +70,7 @@ export class VmKeeper extends EventEmitter<KeeperEvents> implements SidecarLink 
       this.check();
     });
     this.#supervisor.on('gave-up', (crashes) => context.log.error({ event: 'sidecar-gave-up', vm: id, crashes }, `sidecar crashed ${crashes} times within a minute; the guest's hostinfo port is no longer answered`));
-    this.#supervisor.on('started', (pid) => context.log.info({ event: 'sidecar-started', vm: id, pid, account: this.#account }));
+    this.#supervisor.on('started', (pid) => context.log.info({ event: 'sidecar-started', vm: id, sidecarPid: pid, account: this.#account }));
   }
 
   get pid(): number {
@@ -197,7 +197,7 @@ export class VmKeeper extends EventEmitter<KeeperEvents> implements SidecarLink 
     }
     this.#pid = pid;
     this.#startTime = startTime;
-    this.#context.log.info({ event: 'daemonized', vm: this.id, pid });
+    this.#context.log.info({ event: 'daemonized', vm: this.id, qemuPid: pid });
     this.#context.refresh(this);
     return true;
   }

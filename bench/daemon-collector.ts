@@ -18,7 +18,7 @@ function cpuMicrosPerCall(iterations: number, fn: () => void): number {
 }
 
 export const collectorBenchmark: Benchmark = {
-  name: 'cache collector',
+  name: 'daemon collector',
   async run(): Promise<BenchRow[]> {
     const proc = new ProcFiles();
     const files = HOT_PROC_FILES.filter((name) => proc.readRaw(name) >= 0);
