@@ -6,7 +6,7 @@
 import { resolve } from 'node:path';
 import { closeInheritedFds } from '../common/inherited-fds.js';
 import { processStartTime } from '../common/proc.js';
-import { checkRuntimeTree, VMS_DIR } from '../common/runtime-tree.js';
+import { checkRuntimeTree, checkTrustedDir, RuntimeTreeError, VMS_DIR } from '../common/runtime-tree.js';
 import { MAX_VM_NAME_LENGTH } from '../common/vm-record.js';
 import { HOSTINFO_VERSION } from '../common/version.js';
 import { ConfigError } from '../policies/config-error.js';
@@ -54,6 +54,8 @@ async function main(): Promise<string> {
   const pid = frontPid();
   if (pid === undefined) {
     say('internal entry point: run bin/hostinfo-qemu, which becomes QEMU once this has planned');
+    // Run directly, nobody evaluates the script: the refusal must be this process's own status.
+    process.exitCode = EXIT_USAGE;
     return exitScript(EXIT_USAGE);
   }
   const served = await serve(flags, pid);
@@ -87,6 +89,7 @@ async function serve(flags: LauncherFlags, pid: number): Promise<Served> {
   const startTime = processStartTime(pid);
   if (startTime === undefined) return without(`process ${pid} (the one to become QEMU) is gone`);
   try {
+    checkExistingRuntimeDir(config.runtimeDir, environment.uid);
     await ensureDaemon({ runtimeDir: config.runtimeDir, configPath: configPath ?? config.file, env: daemonEnv(flags) });
     checkRuntimeTree(config.runtimeDir);
   } catch (error) {
@@ -105,6 +108,20 @@ async function serve(flags: LauncherFlags, pid: number): Promise<Served> {
   if (plan.mode === 'passthrough') return { kind: 'plain' };
   if (plan.readconfig) say('note: options inside -readconfig files are not inspected; check that they leave a serial port free');
   return { kind: 'wrapped', args: plan.args };
+}
+
+/**
+ * A runtime directory that is already there is checked before a daemon is started in it: one
+ * planted by another user would only make the daemon fail with a pointer to a log inside it, and
+ * a root-owned one that others may write to the daemon would take over by fixing its mode.
+ */
+function checkExistingRuntimeDir(runtimeDir: string, uid: number): void {
+  try {
+    checkTrustedDir(runtimeDir, uid === 0 ? [0] : [uid, 0]);
+  } catch (error) {
+    if (error instanceof RuntimeTreeError && error.code === 'RUNTIME_DIR_MISSING') return;
+    throw error;
+  }
 }
 
 /** An autostarted daemon reads the same policy directory as this launcher was told to. */

@@ -1,18 +1,19 @@
-// End-to-end harness: a real Linux guest (examples/guest) booted under the real launcher
-// (hostinfo-qemu, compiled next to this file's tree), with its own host config, policy directory
-// and runtime directory per test, and everything it started killed at teardown by process id.
+// End-to-end harness: a real Linux guest (examples/guest) booted under the real hostinfo-qemu
+// (bin/hostinfo-qemu, the shell front that plans with the compiled launcher and then becomes
+// QEMU), with its own host config, policy directory and runtime directory per test. The hostinfod
+// the front autostarts outlives each VM by design; teardown stops it by its --runtime-dir.
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-// The compiled harness lives in <outdir>/test/e2e/: the launcher is <outdir>/launcher/main.js and
-// the repository root is three levels up (outdir is dist/ or dist-e2e/ at the root).
-export const LAUNCHER = fileURLToPath(new URL('../../launcher/main.js', import.meta.url));
+// The compiled harness lives in <outdir>/test/e2e/ and the repository root is three levels up
+// (outdir is dist/ at the root); the front runs <root>/dist/launcher/main.js.
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+export const FRONT = path.join(REPO, 'bin', 'hostinfo-qemu');
 export const GUEST_DIR = path.join(REPO, 'examples', 'guest');
 export const PACKAGE_VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 const EX_NONET = 75; // build.sh: no kernel could be fetched because apt has no network
@@ -113,13 +114,28 @@ export function cmdlineOf(pid: number): string[] {
   }
 }
 
+/** Running (a zombie nobody reaped is not). */
 export function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }
+}
+
+/** QEMU, with its arguments in place (right after execve the exe is set before the cmdline). */
+export function isQemu(pid: number): boolean {
+  try {
+    return path.basename(readlinkSync(`/proc/${pid}/exe`)).startsWith('qemu-system') && cmdlineOf(pid).length > 1;
+  } catch {
+    return false;
+  }
+}
+
+/** The hostinfod processes serving `runtimeDir` (their command line names it). */
+export function daemonsOf(runtimeDir: string): number[] {
+  return spawnSync('pgrep', ['-f', '--', `--runtime-dir ${runtimeDir}( |$)`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
 }
 
 function killPid(pid: number, signal: NodeJS.Signals = 'SIGKILL'): void {
@@ -141,8 +157,10 @@ export interface Host {
   policy(name: string, toml: string): Promise<void>;
   /** An initrd that runs `script` as /guest.sh. */
   initrd(script: string): Promise<string>;
+  /** <runtime_dir>/vms/<vmDirName>/: exists while the VM is served. */
+  vmDir(vmDirName: string): string;
   sidecarLog(vmDirName: string): Promise<LogLine[]>;
-  cacheLog(): Promise<LogLine[]>;
+  daemonLog(): Promise<LogLine[]>;
 }
 
 export type LogLine = Record<string, unknown>;
@@ -162,8 +180,8 @@ function parseLog(text: string): LogLine[] {
 
 /**
  * A temp directory with hostinfo.toml (enabled, fast cache sampling), an empty policy dir and a
- * runtime dir. Teardown stops the hostinfo-cache the launcher autostarted there (pid from its own
- * log, checked against its command line) and removes everything.
+ * runtime dir. Teardown stops the hostinfod the front autostarted there (SIGTERM: it stops its
+ * sidecars; SIGKILL if it lingers) and removes everything.
  */
 export async function makeHost(t: Teardown, image: string): Promise<Host> {
   const dir = await mkdtemp(path.join(tmpdir(), 'hie2e-'));
@@ -191,18 +209,16 @@ export async function makeHost(t: Teardown, image: string): Promise<Host> {
       if (ws.code !== 0) throw new Error(`with-script.sh failed (${ws.code}): ${ws.stderr}`);
       return out;
     },
+    vmDir: (vmDirName) => path.join(runtimeDir, 'vms', vmDirName),
     sidecarLog: async (vmDirName) => parseLog(await readFile(path.join(runtimeDir, 'logs', `${vmDirName}.sidecar.log`), 'utf8')),
-    cacheLog: async () => parseLog(await readFile(path.join(runtimeDir, 'logs', 'cache.log'), 'utf8').catch(() => '')),
+    daemonLog: async () => parseLog(await readFile(path.join(runtimeDir, 'logs', 'hostinfod.log'), 'utf8').catch(() => '')),
   };
   t.teardown(async () => {
-    const socket = path.join(runtimeDir, 'cache.sock');
-    for (const line of await host.cacheLog()) {
-      const pid = line['pid'];
-      if (typeof pid !== 'number' || !alive(pid)) continue;
-      const argv = cmdlineOf(pid);
-      const i = argv.indexOf('--socket');
-      if (i >= 0 && argv[i + 1] === socket) killPid(pid, 'SIGTERM');
-    }
+    const daemons = daemonsOf(runtimeDir);
+    for (const pid of daemons) killPid(pid, 'SIGTERM');
+    await until(() => !daemons.some(alive), 10_000, () => `hostinfod ${daemons.join(', ')} to stop`).catch(() => {
+      for (const pid of daemons) killPid(pid, 'SIGKILL');
+    });
     await rm(dir, { recursive: true, force: true });
   });
   return host;
@@ -215,7 +231,18 @@ export interface Exit {
   readonly signal: NodeJS.Signals | null;
 }
 
-/** The launcher as a user runs it, with stdio on pipes. */
+export interface LaunchOptions {
+  /**
+   * Run it from `sh -c '"$@"; exit $?'`, as a user's script would: the exit status is then what
+   * the shell reports ($?: 128+n for a death by signal n), and QEMU is the shell's child.
+   */
+  readonly shell?: boolean;
+}
+
+/**
+ * hostinfo-qemu as a user runs it (bin/hostinfo-qemu), with stdio on pipes. The process started
+ * becomes QEMU: `child` is QEMU itself (or, with `shell`, the shell whose child QEMU is).
+ */
 export class Launcher {
   readonly child: ChildProcess;
   readonly exited: Promise<Exit>;
@@ -225,9 +252,13 @@ export class Launcher {
   readonly #lineHooks: ((line: string) => void)[] = [];
   #partial = '';
 
-  constructor(t: Teardown, host: Host, launcherArgs: readonly string[], qemuArgs: readonly string[]) {
+  readonly #shell: boolean;
+
+  constructor(t: Teardown, host: Host, launcherArgs: readonly string[], qemuArgs: readonly string[], options: LaunchOptions = {}) {
     const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('HOSTINFO_')));
-    this.child = spawn(process.execPath, [LAUNCHER, '--config', host.configPath, '--runtime-dir', host.runtimeDir, ...launcherArgs, '--', ...qemuArgs], {
+    const args = ['--config', host.configPath, '--runtime-dir', host.runtimeDir, ...launcherArgs, '--', ...qemuArgs];
+    this.#shell = options.shell === true;
+    this.child = spawn(this.#shell ? 'sh' : FRONT, this.#shell ? ['-c', '"$@"; exit $?', 'sh', FRONT, ...args] : args, {
       env,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -251,7 +282,7 @@ export class Launcher {
     const pid = this.child.pid;
     t.teardown(async () => {
       if (pid === undefined || !this.running) return;
-      // QEMU and the sidecar are the launcher's children: kill them by pid, then the launcher.
+      // The process started is QEMU (with `shell`, QEMU is its child): by pid, nothing else.
       for (const child of childrenOf(pid)) killPid(child);
       killPid(pid);
       await this.exited;
@@ -283,10 +314,11 @@ export class Launcher {
     return within(this.exited, ms, () => `the launcher to exit; stdout:\n${this.stdout.slice(-3000)}\nstderr:\n${this.stderr.slice(-2000)}`);
   }
 
-  /** The QEMU child of the launcher, once it exists. */
+  /** QEMU's pid, once the front has become QEMU: the pid started (with `shell`, the shell's child). */
   async qemuPid(ms = 30_000): Promise<number> {
-    const find = (): number | undefined => childrenOf(this.child.pid ?? -1).find((pid) => commOf(pid).startsWith('qemu-system'));
-    await until(() => find() !== undefined, ms, () => 'QEMU to be started by the launcher');
+    const started = this.child.pid ?? -1;
+    const find = (): number | undefined => (this.#shell ? childrenOf(started) : [started]).find(isQemu);
+    await until(() => find() !== undefined, ms, () => 'hostinfo-qemu to become QEMU');
     return find() ?? -1;
   }
 
@@ -330,5 +362,13 @@ export function repliesOf(consoleText: string): Map<string, string> {
 }
 
 export function vmDirExists(host: Host, name: string): boolean {
-  return existsSync(path.join(host.runtimeDir, name));
+  return existsSync(host.vmDir(name));
+}
+
+/**
+ * True once the daemon has removed the VM's directory: it checks every second whether QEMU is
+ * still there, so this is shortly after QEMU exited. False if it is still there after `ms`.
+ */
+export async function vmDirRemoved(host: Host, name: string, ms = 15_000): Promise<boolean> {
+  return until(() => !vmDirExists(host, name), ms, () => `${host.vmDir(name)} to be removed`).then(() => true, () => false);
 }

@@ -1,8 +1,9 @@
-// Issue 5, end to end: hostinfo-qemu is invisible as a process. QEMU's exit status passes through
-// (0 after a guest power-off, 1 when QEMU refuses to start, 128+n when QEMU dies of signal n),
-// signals sent to the launcher reach QEMU, and whatever the ending, the VM's runtime directory is
-// removed. One real guest boot (a disabled VM: 403 to everything, then SIGTERM while it runs); the
-// other cases need no guest.
+// Issues 5 and 9, end to end: hostinfo-qemu is invisible as a process, because the process started
+// becomes QEMU. Its exit status is QEMU's own (0 after a guest power-off or a handled SIGTERM, 1
+// when QEMU refuses to start, a death by signal n that a shell reports as 128+n), signals sent to
+// the pid started are QEMU's to handle, with no layer forwarding them, and whatever the ending the
+// daemon removes the VM's runtime directory. One real guest boot (a disabled VM: 403 to
+// everything, then SIGTERM while it runs); the other cases need no guest.
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -10,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import t from 'tap';
-import { APPEND, auditOf, BOOT_MS, guestImage, type Host, Launcher, MACHINE, makeHost, repliesOf, until, vmDirExists, within } from './harness.js';
+import { APPEND, auditOf, BOOT_MS, guestImage, type Host, isQemu, Launcher, MACHINE, makeHost, repliesOf, until, vmDirExists, vmDirRemoved, within } from './harness.js';
 
 t.setTimeout(10 * 60_000);
 
@@ -62,7 +63,7 @@ if (image.kind === 'skip') {
 } else {
   const guest = image.dir;
 
-  t.test('a disabled VM gets 403 for everything; SIGTERM to the launcher reaches QEMU, status passes through', async (t) => {
+  t.test('a disabled VM gets 403 for everything; SIGTERM to the pid started is QEMU\'s, and so is the status', async (t) => {
     const host = await makeHost(t, guest);
     await host.policy('e2e-disabled', 'enabled = false\n');
     const initrd = await host.initrd([
@@ -81,52 +82,60 @@ if (image.kind === 'skip') {
     const r = repliesOf(launcher.console);
     for (const label of ['ping', 'help', 'physcpus']) t.equal(r.get(label), '1.0 403 hostinfo is not enabled for this VM', `${label}: 403 not enabled`, { console: JSON.stringify(launcher.stdout.slice(-1500)) });
     t.ok(vmDirExists(host, 'e2e-disabled'), 'while the VM runs its runtime directory exists');
+    t.ok(isQemu(launcher.child.pid ?? -1), 'the pid started is QEMU');
 
     launcher.child.kill('SIGTERM');
     const exit = await launcher.exit(60_000);
     const reference = await plainQemuOn(host.dir, 'SIGTERM');
     t.equal(reference.code, 0, 'QEMU 7.2 alone exits 0 on SIGTERM', { stderr: reference.stderr });
     t.match(reference.stderr, /terminating on signal 15/, 'QEMU alone says it terminated on signal 15');
-    t.same(exit, { code: reference.code, signal: null }, 'the launcher exits with QEMU\'s own status, as QEMU alone would', { stderr: launcher.stderr });
-    t.match(launcher.stderr, new RegExp(`terminating on signal 15 from pid ${launcher.child.pid}\\b`), 'QEMU got SIGTERM from the launcher (forwarded)');
-    t.notOk(vmDirExists(host, 'e2e-disabled'), 'the VM runtime directory is removed');
+    t.same(exit, { code: reference.code, signal: null }, 'hostinfo-qemu exits with QEMU\'s own status, as QEMU alone would', { stderr: launcher.stderr });
+    t.match(launcher.stderr, new RegExp(`terminating on signal 15 from pid ${process.pid}\\b`), 'QEMU got SIGTERM straight from the sender (this test), nothing in between');
+    t.ok(await vmDirRemoved(host, 'e2e-disabled'), 'the VM runtime directory is removed');
     t.same(auditOf(await host.sidecarLog('e2e-disabled')), [['ping', 403], ['help', 403], ['physcpus', 403]], 'audit lines for a disabled VM too');
   });
 
-  t.test('QEMU refuses to start (no such kernel): the launcher exits 1 with QEMU\'s message', async (t) => {
+  t.test('QEMU refuses to start (no such kernel): exit 1 with QEMU\'s message', async (t) => {
     const host = await makeHost(t, guest);
     const launcher = new Launcher(t, host, [], ['-name', 'e2e-nokernel', ...MACHINE, '-nographic', '-kernel', '/nonexistent/vmlinuz', '-append', APPEND]);
     const exit = await launcher.exit(60_000);
     t.same(exit, { code: 1, signal: null }, 'exit status 1, QEMU\'s', { stderr: launcher.stderr });
-    t.match(launcher.stderr, /could not (open|load) kernel.*\/nonexistent\/vmlinuz/i, 'QEMU\'s own error reaches the launcher\'s stderr');
-    t.notOk(vmDirExists(host, 'e2e-nokernel'), 'the VM runtime directory is removed');
+    t.match(launcher.stderr, /could not (open|load) kernel.*\/nonexistent\/vmlinuz/i, 'QEMU\'s own error on the caller\'s stderr');
+    t.ok(await vmDirRemoved(host, 'e2e-nokernel'), 'the VM runtime directory is removed');
   });
 
-  t.test('QEMU killed by SIGKILL: the launcher exits 137 (128+9)', async (t) => {
+  t.test('QEMU killed by SIGKILL: the caller sees QEMU die of it; a shell says 137 (128+9)', async (t) => {
     const host = await makeHost(t, guest);
     // -S: a VM that never runs a guest instruction; nothing to boot.
-    const launcher = new Launcher(t, host, [], ['-name', 'e2e-killed', '-accel', 'tcg', '-M', 'pc', '-nodefaults', '-display', 'none', '-S']);
-    const qemu = await launcher.qemuPid();
+    const args = ['-name', 'e2e-killed', '-accel', 'tcg', '-M', 'pc', '-nodefaults', '-display', 'none', '-S'];
+    const direct = new Launcher(t, host, [], args);
+    await direct.qemuPid();
     await inMainLoop(host, 'e2e-killed');
+    direct.child.kill('SIGKILL');
+    t.same(await direct.exit(60_000), { code: null, signal: 'SIGKILL' }, 'the process started died of SIGKILL itself: it was QEMU', { stderr: direct.stderr });
+    t.ok(await vmDirRemoved(host, 'e2e-killed'), 'the VM runtime directory is removed');
+
+    const inShell = new Launcher(t, host, [], ['-name', 'e2e-killed-sh', ...args.slice(2)], { shell: true });
+    const qemu = await inShell.qemuPid();
+    await inMainLoop(host, 'e2e-killed-sh');
     process.kill(qemu, 'SIGKILL');
-    const exit = await launcher.exit(60_000);
-    t.same(exit, { code: 137, signal: null }, 'the launcher reports QEMU\'s death by signal 9 as 137', { stderr: launcher.stderr });
-    t.notOk(vmDirExists(host, 'e2e-killed'), 'the VM runtime directory is removed');
+    t.same(await inShell.exit(60_000), { code: 137, signal: null }, '`hostinfo-qemu ...; exit $?` in a shell: 137', { stderr: inShell.stderr });
+    t.ok(await vmDirRemoved(host, 'e2e-killed-sh'), 'the VM runtime directory is removed');
   });
 
   for (const signal of ['SIGINT', 'SIGHUP'] as const) {
-    t.test(`${signal} to the launcher is forwarded to QEMU; status as QEMU alone`, async (t) => {
+    t.test(`${signal} to the pid started is QEMU's to handle; status as QEMU alone`, async (t) => {
       const host = await makeHost(t, guest);
       const name = `e2e-${signal.toLowerCase()}`;
       const launcher = new Launcher(t, host, [], ['-name', name, '-accel', 'tcg', '-M', 'pc', '-nodefaults', '-display', 'none', '-S']);
-      await launcher.qemuPid();
+      t.equal(await launcher.qemuPid(), launcher.child.pid, 'the pid started is QEMU');
       await inMainLoop(host, name);
       launcher.child.kill(signal);
       const exit = await launcher.exit(60_000);
       const reference = await plainQemuOn(host.dir, signal);
       t.same(exit, { code: reference.code, signal: null }, `exit status ${reference.code}, as QEMU alone on ${signal}`, { stderr: launcher.stderr, reference: reference.stderr });
-      t.match(launcher.stderr, new RegExp(`terminating on signal \\d+ from pid ${launcher.child.pid}\\b`), `QEMU got ${signal} from the launcher`);
-      t.notOk(vmDirExists(host, name), 'the VM runtime directory is removed');
+      t.match(launcher.stderr, new RegExp(`terminating on signal \\d+ from pid ${process.pid}\\b`), `QEMU got ${signal} straight from this test`);
+      t.ok(await vmDirRemoved(host, name), 'the VM runtime directory is removed');
     });
   }
 }

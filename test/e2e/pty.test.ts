@@ -1,14 +1,14 @@
-// Issue 5, end to end: `hostinfo-qemu -- -nographic ...` in a real pseudo-terminal behaves as
-// QEMU alone does. The guest console appears on the terminal, Ctrl-A c switches to the QEMU
-// monitor (the launcher put back `-serial mon:stdio`, which its own -device isa-serial and -mon
-// would otherwise have switched off), the monitor shows the launcher's hostinfo chardev beside
-// the muxed stdio, and `quit` typed there ends QEMU and the launcher with status 0. Meanwhile the
-// guest still reaches the host on ttyS1.
+// Issues 5 and 9, end to end: `hostinfo-qemu -- -nographic ...` in a real pseudo-terminal behaves
+// as QEMU alone does, because the process started in the terminal becomes QEMU. The guest console
+// appears on the terminal, Ctrl-A c switches to the QEMU monitor (the launcher put back
+// `-serial mon:stdio`, which its own -device isa-serial and -mon would otherwise have switched
+// off), the monitor shows the launcher's hostinfo chardev beside the muxed stdio, and `quit` typed
+// there ends QEMU with status 0. Meanwhile the guest still reaches the host on ttyS1.
 
 import path from 'node:path';
 import pty from 'node-pty';
 import t from 'tap';
-import { APPEND, childrenOf, type Teardown, guestImage, LAUNCHER, MACHINE, makeHost, repliesOf, stripEscapes, vmDirExists, within } from './harness.js';
+import { APPEND, childrenOf, FRONT, type Teardown, guestImage, isQemu, MACHINE, makeHost, repliesOf, stripEscapes, vmDirRemoved, within } from './harness.js';
 
 t.setTimeout(10 * 60_000);
 const BOOT_MS = 90_000;
@@ -110,12 +110,13 @@ if (image.kind === 'skip') {
       'exec sleep 600',
       '',
     ].join('\n'));
-    const term = new Terminal(t, process.execPath, [
-      LAUNCHER, '--config', host.configPath, '--runtime-dir', host.runtimeDir, '--',
+    const term = new Terminal(t, FRONT, [
+      '--config', host.configPath, '--runtime-dir', host.runtimeDir, '--',
       '-name', 'e2e-pty', ...MACHINE, '-nographic', '-kernel', path.join(guest, 'vmlinuz'), '-initrd', initrd, '-append', APPEND,
     ], host.dir);
 
     await term.shows(/^GUEST-WAITING$/m, BOOT_MS);
+    t.ok(isQemu(term.term.pid), 'the process started in the terminal is QEMU');
     t.match(term.text(), /SeaBIOS/, 'the firmware\'s output is on the terminal');
     t.equal(repliesOf(term.text()).get('ping'), '1.0 200 from the pty guest', 'the guest console is on the terminal, and the guest reached the host on ttyS1', { near: JSON.stringify(term.screen.slice(Math.max(0, term.screen.indexOf('R ping') - 200), term.screen.indexOf('GUEST-WAITING') + 20)) });
 
@@ -125,12 +126,12 @@ if (image.kind === 'skip') {
     const ours = [...chardevs].filter(([id]) => id.startsWith('hostinfo'));
     const theirs = [...chardevs].filter(([id]) => !id.startsWith('hostinfo'));
     t.same(new Map(theirs), plainChardevs, 'every other chardev is exactly what QEMU alone makes for -nographic (serial0 mux on stdio)');
-    t.match(Object.fromEntries(ours), { hostinfo0: /^unix:.*\/e2e-pty\/guest\.sock,server=on$/, 'hostinfo0-qmp': /^unix:.*\/e2e-pty\/qmp\.sock,server=on$/ }, 'plus the launcher\'s guest and QMP sockets');
+    t.match(Object.fromEntries(ours), { hostinfo0: /^unix:.*\/vms\/e2e-pty\/guest\.sock,server=on$/, 'hostinfo0-qmp': /^unix:.*\/vms\/e2e-pty\/qmp\.sock,server=on$/ }, 'plus the launcher\'s guest and QMP sockets in the VM\'s directory');
 
     term.write('quit\r');
-    const exit = await within(term.exited, 60_000, () => `the launcher to exit after quit; terminal:\n${JSON.stringify(term.screen.slice(-2000))}`);
-    t.equal(exit.exitCode, 0, 'quit in the monitor: QEMU and the launcher exit 0');
+    const exit = await within(term.exited, 60_000, () => `QEMU to exit after quit; terminal:\n${JSON.stringify(term.screen.slice(-2000))}`);
+    t.equal(exit.exitCode, 0, 'quit in the monitor: QEMU exits 0');
     t.notOk(exit.signal, 'not by a signal');
-    t.notOk(vmDirExists(host, 'e2e-pty'), 'the VM runtime directory is removed');
+    t.ok(await vmDirRemoved(host, 'e2e-pty'), 'the VM runtime directory is removed');
   });
 }

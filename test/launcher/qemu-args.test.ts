@@ -5,12 +5,13 @@
 import t, { type Test } from 'tap';
 import { planQemuArgs, vmDirCandidates, type PlanOptions, type QemuPlan, type Transport, type WrapPlan } from '../../launcher/qemu-args.js';
 
-const RUN = '/run/hi';
+/** The runtime directory's vms/: each VM's directory is made in it. */
+const VMS = '/run/hi';
 const PID = 4242;
 const UUID = '6f1d1c2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f';
 
 function plan(args: readonly string[], extra: Partial<PlanOptions> & { transport?: Transport } = {}): QemuPlan {
-  return planQemuArgs(args, { transport: 'isa-serial', runtimeDir: RUN, launcherPid: PID, ...extra });
+  return planQemuArgs(args, { transport: 'isa-serial', vmsDir: VMS, launcherPid: PID, ...extra });
 }
 
 function wrap(t: Test, args: readonly string[], extra: Partial<PlanOptions> = {}): WrapPlan {
@@ -230,17 +231,17 @@ t.test('directory candidates: two live VMs never share one', async (t) => {
 t.test('socket path length: 107 bytes at most', async (t) => {
   // `${dir}/vm-4242/guest.sock` = dir + 19 bytes.
   const fits = '/' + 'r'.repeat(107 - 19 - 1);
-  const p = plan(['-nodefaults'], { runtimeDir: fits });
+  const p = plan(['-nodefaults'], { vmsDir: fits });
   t.equal(p.mode, 'wrap');
   t.equal(Buffer.byteLength((p as WrapPlan).guestSocket), 107);
-  const over = plan(['-nodefaults'], { runtimeDir: fits + 'r' });
+  const over = plan(['-nodefaults'], { vmsDir: fits + 'r' });
   t.match(over, { mode: 'error', code: 'SOCKET_PATH_TOO_LONG', message: /108 bytes.*107/ });
   // Bytes, not characters.
-  t.match(plan(['-nodefaults'], { runtimeDir: '/' + '\u00e9'.repeat(44) }), { mode: 'error', code: 'SOCKET_PATH_TOO_LONG' });
+  t.match(plan(['-nodefaults'], { vmsDir: '/' + '\u00e9'.repeat(44) }), { mode: 'error', code: 'SOCKET_PATH_TOO_LONG' });
 });
 
-t.test('a comma in the runtime directory is escaped for QEMU', async (t) => {
-  const p = wrap(t, ['-nodefaults'], { runtimeDir: '/tmp/a,b' });
+t.test('a comma in the VM directory path is escaped for QEMU', async (t) => {
+  const p = wrap(t, ['-nodefaults'], { vmsDir: '/tmp/a,b' });
   t.equal(p.guestSocket, '/tmp/a,b/vm-4242/guest.sock');
   t.ok(p.added.includes('socket,id=hostinfo0,path=/tmp/a,,b/vm-4242/guest.sock,server=on,wait=off'));
 });
@@ -262,13 +263,31 @@ t.test('virtio port name clash', async (t) => {
   t.equal(plan(args).mode, 'wrap', 'irrelevant to isa-serial');
 });
 
-t.test('-daemonize', async (t) => {
-  t.match(plan(['-daemonize', '-display', 'none']), { mode: 'error', code: 'DAEMONIZE_UNSUPPORTED', message: /-daemonize/ });
-  t.match(plan(['--daemonize']), { code: 'DAEMONIZE_UNSUPPORTED' });
-  const allowed = plan(['-daemonize', '-display', 'none'], { allowDaemonize: true });
-  t.match(allowed, { mode: 'wrap', daemonize: true });
+t.test('-daemonize: allowed; QEMU writes its pid to a pidfile the daemon can follow', async (t) => {
+  // No -pidfile of the user's: ours, in the VM's directory, is appended last.
+  const own = wrap(t, ['-daemonize', '-display', 'none', '-name', 'd1']);
+  t.equal(own.daemonize, true);
+  t.equal(own.pidfile, '/run/hi/d1/qemu.pid', 'plan.pidfile is in the VM directory');
+  t.same(own.added.slice(-2), ['-pidfile', '/run/hi/d1/qemu.pid'], '-pidfile <vmDir>/qemu.pid appended');
+  t.same(wrap(t, ['--daemonize', '-nodefaults']).added.slice(-2), ['-pidfile', '/run/hi/vm-4242/qemu.pid'], '--daemonize is the same option');
+  // The user's own -pidfile (relative or not) is QEMU's: nothing is added, the plan names it.
+  for (const [args, file] of [
+    [['-daemonize', '-display', 'none', '-pidfile', '/var/run/q.pid'], '/var/run/q.pid'],
+    [['-pidfile', 'rel/q.pid', '-daemonize', '-nodefaults'], 'rel/q.pid'],
+    [['-daemonize', '-nodefaults', '-pidfile', '/a.pid', '-pidfile', '/b.pid'], '/b.pid'],
+  ] as const) {
+    const user = wrap(t, args);
+    t.equal(user.pidfile, file, `${args.join(' ')}: plan.pidfile is the user's (the last one)`);
+    t.notOk(user.added.includes('-pidfile'), `${args.join(' ')}: no -pidfile added`);
+  }
+  // Without -daemonize there is nothing to follow: no pidfile, none added, a user's is just passed on.
+  const foreground = wrap(t, ['-nodefaults', '-pidfile', '/x.pid']);
+  t.equal(foreground.daemonize, false);
+  t.equal(foreground.pidfile, undefined);
+  t.notOk(foreground.added.includes('-pidfile'));
   // QEMU 7.2 alone: "-nographic cannot be used with -daemonize".
-  t.match(plan(['-daemonize', '-nographic'], { allowDaemonize: true }), { mode: 'error', code: 'NOGRAPHIC_DAEMONIZE' });
+  t.match(plan(['-daemonize', '-nographic']), { mode: 'error', code: 'NOGRAPHIC_DAEMONIZE', message: /-nographic cannot be used with -daemonize/ });
+  t.equal(plan(['-daemonize', '-nographic', '-nodefaults']).mode, 'wrap', 'with -nodefaults there is no stdio default for QEMU to refuse');
 });
 
 t.test('-readconfig and -S pass through, flagged', async (t) => {

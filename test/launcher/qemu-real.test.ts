@@ -155,8 +155,8 @@ async function plainQemu(t: Test, userArgs: readonly string[]): Promise<Observed
 
 /** QEMU run with the launcher's plan, watched through the launcher's own QMP socket. */
 async function rewrittenQemu(t: Test, userArgs: readonly string[], transport: Transport, name = 'vm'): Promise<{ plan: WrapPlan } & Observed> {
-  const runtimeDir = await tempDir(t);
-  const plan = planQemuArgs([...BASE, '-name', name, ...userArgs], { transport, runtimeDir, launcherPid: process.pid });
+  const vmsDir = await tempDir(t);
+  const plan = planQemuArgs([...BASE, '-name', name, ...userArgs], { transport, vmsDir, launcherPid: process.pid });
   if (plan.mode !== 'wrap') throw new Error(`expected a wrap plan: ${JSON.stringify(plan)}`);
   await mkdir(plan.vmDir, { mode: 0o700 });
   const died = startQemu(t, plan.args);
