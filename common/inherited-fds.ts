@@ -1,7 +1,11 @@
 // File descriptors a caller leaves open without close-on-exec (libvirt passes its monitor socket
 // and virtlogd's pipe to QEMU that way) must not live on in anything hostinfo starts: a daemon or
 // sidecar holding virtlogd's pipe keeps the next `virsh start` from opening its log. Node opens
-// its own descriptors close-on-exec, so "no O_CLOEXEC" is exactly "inherited from the caller".
+// its own descriptors close-on-exec, so "no O_CLOEXEC" is exactly "inherited from the caller" and
+// still able to pass through an exec. (At start-up Node, through libuv's
+// uv_disable_stdio_inheritance, already marks close-on-exec every descriptor from 0 up to the
+// first unused one above 15: those cannot reach a child, but stay open here and are not listed.
+// What this finds and closes is what sits past such a gap.)
 
 import { closeSync, readdirSync, readFileSync } from 'node:fs';
 

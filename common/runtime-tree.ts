@@ -80,6 +80,12 @@ function ensureDir(path: string, uid: number, mode: number, gid: number | undefi
   if (stat === undefined) throw new RuntimeTreeError('RUNTIME_DIR_UNCREATABLE', `${path} vanished while being created`);
   if (stat.isSymbolicLink() || !stat.isDirectory()) throw unsafe(path, stat, 'is not a directory');
   if (stat.uid !== uid) throw unsafe(path, stat, `does not belong to this process (uid ${uid})`);
+  // Modes are narrowed, never trusted after the fact: what others could write into is refused,
+  // since they may have planted entries in it already. The one exception is the sticky,
+  // group-writable vms/ of the configured group, which is what `mode` asks for.
+  const groupMayWrite = (mode & 0o020) !== 0 && gid !== undefined && stat.gid === gid && (stat.mode & 0o1000) !== 0;
+  if ((stat.mode & 0o002) !== 0) throw unsafe(path, stat, 'is writable by everyone');
+  if ((stat.mode & 0o020) !== 0 && !groupMayWrite) throw unsafe(path, stat, 'is writable by its group');
   if (gid !== undefined && stat.gid !== gid) chownSync(path, -1, gid);
   if ((stat.mode & 0o7777) !== mode) chmodSync(path, mode);
 }

@@ -89,6 +89,10 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
     this.#sidecarWss.on('connection', (ws, request) => this.#acceptSidecar(ws, request));
     this.control = plainHttp();
     this.control.maxConnections = MAX_CONTROL_CONNECTIONS;
+    // headersTimeout only counts from a request's first byte: a connection that sends nothing would
+    // hold one of the few control slots until its peer leaves. ws clears this socket timeout when
+    // it upgrades; the control idle timer takes over from there.
+    this.control.timeout = this.#options.controlIdleMs;
     this.#controlWss = new WebSocketServer({ server: this.control, ...wsOptions });
     this.#controlWss.on('connection', (ws) => this.#acceptControl(ws));
     this.#sidecarWss.on('error', () => {});

@@ -1,200 +1,130 @@
-// The real hostinfo-cache binary, spawned: start-up, permissions, single instance, stale sockets,
-// signals and flags.
+// HostDaemon in this process: the runtime tree and control socket it sets up, its samples as a
+// sidecar receives them, status, reload and stop. The binary around it: main.test.ts.
 
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { fetchStatus } from '../../daemon/client.js';
-import { HOST_ITEM_NAMES } from '../../policies/items.js';
-import { type DaemonProcess, TestClient, hello, spawnDaemon, tempDir, withTimeout } from './helpers.js';
+import { LOGS_DIR, VMS_DIR } from '../../common/runtime-tree.js';
+import { fetchStatus } from '../../daemon/control-client.js';
+import { HostDaemon, type DaemonOptions } from '../../daemon/daemon.js';
+import type { Log } from '../../daemon/log.js';
+import type { HostConfig } from '../../policies/host-config.js';
+import { HOST_ITEM_NAMES, ITEM_NAMES } from '../../policies/items.js';
+import { DaemonChannel } from '../../sidecar/daemon-channel.js';
+import { PROC_FIXTURES, tempDir, withTimeout } from './helpers.js';
+import { TestLink, accessMessage, socketPair } from './server-setup.js';
 
-type T = Pick<typeof t, 'equal' | 'match' | 'ok' | 'teardown'>;
+type Teardown = Parameters<typeof tempDir>[0];
 
-function setupConfig(t: T, extra = ''): { dir: string; config: string; runtimeDir: string; socket: string } {
-  const dir = tempDir(t);
-  const runtimeDir = join(dir, 'run');
-  const config = join(dir, 'hostinfo.toml');
-  writeFileSync(config, `runtime_dir = ${JSON.stringify(runtimeDir)}\n${extra}`);
-  return { dir, config, runtimeDir, socket: join(runtimeDir, 'cache.sock') };
+const INVENTORY = { cpu: async () => ({ manufacturer: 'AMD', brand: 'EPYC', speed: 2.45, physicalCores: 8, processors: 1 }), hostname: () => 'host01', release: () => '6.1.0-test' };
+
+function hostConfig(dir: string, patch: Partial<HostConfig> = {}): HostConfig {
+  return {
+    file: join(dir, 'hostinfo.toml'), enabled: true, policyDir: join(dir, 'policies'), runtimeDir: join(dir, 'run'), group: undefined,
+    cache: { intervalSeconds: 0.05, maxAgeSeconds: 2 }, sidecarUser: 'hostinfo', guest: { linesPerSecond: 100, bytesPerSecond: 16384 }, ...patch,
+  };
 }
 
-/** A socket file whose owner died without removing it, exactly as a crashed daemon leaves it. */
-async function makeStaleSocket(t: T, path: string): Promise<void> {
-  const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`]);
-  await once(child, 'exit');
-  t.ok(statSync(path).isSocket(), 'stale socket left behind');
-  const refused = await new Promise<string | undefined>((resolve) => {
-    connect(path).on('connect', () => resolve(undefined)).on('error', (e: NodeJS.ErrnoException) => resolve(e.code));
-  });
-  t.equal(refused, 'ECONNREFUSED');
+class RecordingLog implements Log {
+  readonly lines: Record<string, unknown>[] = [];
+  info(fields: object): void { this.lines.push({ level: 'info', ...fields }); }
+  warn(fields: object): void { this.lines.push({ level: 'warn', ...fields }); }
+  error(fields: object): void { this.lines.push({ level: 'error', ...fields }); }
+  debug(fields: object): void { this.lines.push({ level: 'debug', ...fields }); }
+  events(): unknown[] { return this.lines.map((line) => line['event']); }
 }
 
-t.test('--help tells the truth and exits 0; bad flags exit 2', async (t) => {
-  const help = spawnDaemon(t, ['--help']);
-  t.equal((await help.exited).code, 0);
-  t.match(help.stdout, /--foreground/);
-  t.match(help.stdout, /always runs in the\s+foreground and never daemonizes itself/);
-  const bad = spawnDaemon(t, ['--interval', 'soon']);
-  t.equal((await bad.exited).code, 2);
-  t.match(bad.stderr, /--interval needs seconds/);
-  t.equal(bad.stdout, '');
-});
-
-t.test('serves filtered samples on <runtime_dir>/cache.sock, owner-only by default', async (t) => {
-  const { config, runtimeDir, socket } = setupConfig(t);
-  const daemon = spawnDaemon(t, ['--config', config, '--interval', '0.05', '--foreground']);
-  t.equal(await daemon.started(), 'listening');
-  t.equal((await daemon.waitFor('listening'))['socket'], socket);
-  t.equal(statSync(runtimeDir).mode & 0o7777, 0o700);
-  t.equal(statSync(socket).mode & 0o777, 0o600);
-
-  const client = await TestClient.open(socket);
-  t.teardown(() => client.close());
-  client.send(hello(['physcpus', 'vmcount', 'uptime', 'vcpudelay']));
-  t.same((await client.nextOf('subscribed'))['items'], ['physcpus', 'uptime', 'vmcount']);
-  let lastSeq = 0;
-  let lastTime = 0;
-  for (let i = 0; i < 5; i++) {
-    const sample = await client.nextOf('sample');
-    const values = sample['values'] as Record<string, unknown>;
-    t.same(Object.keys(values).filter((key) => key !== 'uptime'), ['physcpus', 'vmcount']);
-    t.ok((sample['seq'] as number) > lastSeq && (sample['takenAt'] as number) >= lastTime);
-    lastSeq = sample['seq'] as number;
-    lastTime = sample['takenAt'] as number;
-    if (i === 4) t.equal(values['vmcount'], 1, 'this subscriber is counted once its hello was sampled');
-  }
-});
-
-t.test('with a group: directory 0750 and socket 0660, both of that group', { skip: process.geteuid?.() !== 0 && 'needs root to chown' }, async (t) => {
-  const ownGid = process.getgid?.() ?? 0;
-  const entry = readFileSync('/etc/group', 'utf8').split('\n').map((line) => line.split(':')).find((f) => f.length >= 3 && f[2] !== String(ownGid) && /^\d+$/.test(f[2] ?? ''));
-  if (entry === undefined) {
-    t.comment('no second group in /etc/group: nothing to test');
-    return;
-  }
-  const [name, , gidText] = entry;
-  const { config, runtimeDir, socket } = setupConfig(t, `group = ${JSON.stringify(name)}\n`);
-  const daemon = spawnDaemon(t, ['--config', config]);
-  t.equal(await daemon.started(), 'listening');
-  t.same([statSync(runtimeDir).mode & 0o7777, statSync(runtimeDir).gid], [0o750, Number(gidText)]);
-  t.same([statSync(socket).mode & 0o777, statSync(socket).gid], [0o660, Number(gidText)]);
-});
-
-t.test('SIGTERM: clients closed, socket removed, exit 0', async (t) => {
-  const { config, socket } = setupConfig(t);
-  const daemon = spawnDaemon(t, ['--config', config]);
-  t.equal(await daemon.started(), 'listening');
-  const client = await TestClient.open(socket);
-  client.send(hello(['uptime']));
-  await client.nextOf('subscribed');
-  daemon.child.kill('SIGTERM');
-  const closed = await withTimeout(client.closed, 'client close');
-  t.equal(closed.code, 1001, 'a going-away close, not a dropped connection');
-  t.same(await daemon.exited, { code: 0, signal: null });
-  t.notOk(existsSync(socket), 'socket removed');
-  t.notOk(existsSync(`${socket}.lock`), 'no lock left behind');
-  t.ok(daemon.lines.some((line) => line['event'] === 'stopped'));
-});
-
-t.test('a stale socket from a crashed daemon is replaced', async (t) => {
-  const { config, runtimeDir, socket } = setupConfig(t);
-  mkdirSync(runtimeDir, { mode: 0o700 });
-  await makeStaleSocket(t, socket);
-  const daemon = spawnDaemon(t, ['--config', config]);
-  t.equal(await daemon.started(), 'listening');
-  t.ok(daemon.lines.some((line) => line['event'] === 'stale-socket'));
-  t.equal((await fetchStatus(socket)).pid, daemon.child.pid);
-});
-
-t.test('a daemon killed with SIGKILL is replaced by the next one', async (t) => {
-  const { config, socket } = setupConfig(t);
-  const first = spawnDaemon(t, ['--config', config]);
-  t.equal(await first.started(), 'listening');
-  first.child.kill('SIGKILL');
-  await first.exited;
-  t.ok(existsSync(socket), 'the killed daemon left its socket');
-  const second = spawnDaemon(t, ['--config', config]);
-  t.equal(await second.started(), 'listening');
-  t.equal((await fetchStatus(socket)).pid, second.child.pid);
-});
-
-async function race(t: T, starters: number, stale: boolean): Promise<void> {
-  const { config, runtimeDir, socket } = setupConfig(t);
-  if (stale) {
-    mkdirSync(runtimeDir, { mode: 0o700 });
-    await makeStaleSocket(t, socket);
-  }
-  const daemons: DaemonProcess[] = [];
-  for (let i = 0; i < starters; i++) daemons.push(spawnDaemon(t, ['--config', config]));
-  const outcomes = await Promise.all(daemons.map((d) => d.started()));
-  const winners = daemons.filter((_, i) => outcomes[i] === 'listening');
-  t.equal(winners.length, 1, `exactly one of ${starters} serves (stale socket: ${stale})`);
-  for (const loser of daemons.filter((_, i) => outcomes[i] === 'exit')) {
-    t.equal((await loser.exited).code, 3, 'the others exit 3: already running');
-    t.match(loser.lines.find((line) => line['event'] === 'start-failed'), { code: 'ALREADY_RUNNING' });
-  }
-  // The one that says it serves is the one reachable at the path: nobody unlinked its socket.
-  t.equal((await fetchStatus(socket)).pid, winners[0]?.child.pid);
+async function start(t: Teardown, options: Partial<DaemonOptions> = {}): Promise<{ daemon: HostDaemon; config: HostConfig; log: RecordingLog }> {
+  const config = options.config ?? hostConfig(tempDir(t));
+  const log = new RecordingLog();
+  const daemon = await HostDaemon.start({ config, loadConfig: async () => config, gid: undefined, intervalMs: 50, inventory: INVENTORY, log, ...options });
+  t.teardown(() => daemon.stop());
+  return { daemon, config, log };
 }
 
-t.test('daemons started at once: exactly one serves', async (t) => {
-  for (let round = 0; round < 3; round++) await race(t, 2, false);
+t.test('start: the runtime tree, the owner-only control socket, a first sample', async (t) => {
+  const { daemon, config, log } = await start(t, { procRoot: join(PROC_FIXTURES, 'linux-6.18-psi') });
+  const run = config.runtimeDir;
+  t.equal(daemon.socketPath, join(run, 'hostinfod.sock'));
+  t.same([run, join(run, VMS_DIR), join(run, LOGS_DIR)].map((path) => statSync(path).mode & 0o7777), [0o700, 0o700, 0o700]);
+  t.equal(statSync(daemon.socketPath).mode & 0o777, 0o600);
+  t.equal(daemon.server.lastSeq >= 1, true, 'a sample is out before start() resolves');
+  t.match(daemon.server.latest?.snapshot.values, { physcpus: 2, physcores: 8, cpumodel: 'AMD EPYC', hostname: 'host01', kernel: '6.1.0-test', vmcount: 0 });
+  t.same(log.events().slice(0, 1), ['listening']);
+  t.same(daemon.config, config);
 });
 
-t.test('daemons started at once on a stale socket: exactly one replaces it', async (t) => {
-  for (let round = 0; round < 3; round++) await race(t, 3, true);
+t.test('status: over the control socket, the same as in process', async (t) => {
+  const { daemon } = await start(t);
+  const reply = await fetchStatus(daemon.socketPath);
+  t.match(reply, { v: 2, type: 'status', pid: process.pid, intervalMs: 50, vmcount: 0, vms: [] });
+  t.type(reply.seq, 'number');
+  t.ok(reply.startedAt <= Date.now());
+  // The daemon samples every 50 ms: poll (bounded) until a reply shows a newer one.
+  const later = await withTimeout((async () => {
+    for (;;) {
+      const next = await fetchStatus(daemon.socketPath);
+      if ((next.seq ?? 0) > (reply.seq ?? 0)) return next;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })(), 'a later sample');
+  t.ok((later.takenAt ?? 0) >= (reply.takenAt ?? 0), 'sample times never go back');
+  t.same(Object.keys(daemon.status()), Object.keys(reply));
 });
 
-t.test('a path that is not a socket is never replaced', async (t) => {
-  const { config, runtimeDir, socket } = setupConfig(t);
-  mkdirSync(runtimeDir, { mode: 0o700 });
-  writeFileSync(socket, 'precious');
-  const daemon = spawnDaemon(t, ['--config', config]);
-  t.equal(await daemon.started(), 'exit');
-  t.equal((await daemon.exited).code, 1);
-  t.match(daemon.lines.find((line) => line['event'] === 'start-failed'), { code: 'SOCKET_PATH_NOT_SOCKET' });
-  t.equal(readFileSync(socket, 'utf8'), 'precious');
-});
-
-t.test('--socket in a directory others can enter is refused, and the directory left alone', async (t) => {
-  const { config, dir } = setupConfig(t);
-  const open = join(dir, 'open');
-  mkdirSync(open);
-  chmodSync(open, 0o777);
-  const daemon = spawnDaemon(t, ['--config', config, '--socket', join(open, 'c.sock')]);
-  t.equal(await daemon.started(), 'exit');
-  t.equal((await daemon.exited).code, 1);
-  t.match(daemon.lines.find((line) => line['event'] === 'start-failed'), { code: 'SOCKET_DIR_UNSAFE' });
-  t.equal(statSync(open).mode & 0o777, 0o777);
-});
-
-t.test('all host items a daemon samples pass the receive-side validator', async (t) => {
-  const { config, socket } = setupConfig(t);
-  const daemon = spawnDaemon(t, ['--config', config, '--interval', '0.05']);
-  t.equal(await daemon.started(), 'listening');
-  const { CacheClient } = await import('../../daemon/client.js');
-  const client = new CacheClient({ socketPath: socket, vm: { name: 'v', uuid: 'u', pid: 1 }, items: [...HOST_ITEM_NAMES], reconnect: false });
-  t.teardown(() => client.close());
+t.test('every host item the daemon samples passes the sidecar\'s validator', async (t) => {
+  const { daemon } = await start(t);
+  const [daemonEnd, sidecarEnd] = await socketPair(t);
+  daemon.server.attachSidecar(daemonEnd, new TestLink('all', accessMessage(ITEM_NAMES)));
+  const channel = new DaemonChannel(sidecarEnd);
+  t.teardown(() => channel.close());
   const invalid: string[] = [];
-  client.on('invalid', (reason) => invalid.push(reason));
-  client.connect();
-  // Two samples: the second has cpuusage (it needs an interval).
-  for (let i = 0; i < 3; i++) await withTimeout(once(client, 'sample'), 'sample');
+  channel.on('invalid', (reason) => invalid.push(reason));
+  // Three samples: from the second on there is cpuusage (it needs an interval).
+  for (let i = 0; i < 3; i++) await withTimeout(once(channel, 'sample'), 'a sample');
   t.same(invalid, []);
-  const values = client.latest?.snapshot.values ?? {};
+  const values = channel.latest?.snapshot.values ?? {};
   for (const key of ['physcpus', 'loadavg', 'cpuusage', 'physmem', 'swap', 'uptime', 'hostname', 'kernel', 'vmcount']) t.ok(key in values, key);
   t.equal('pressure' in values, existsSync('/proc/pressure/cpu'));
+  t.ok(Object.keys(values).every((key) => (HOST_ITEM_NAMES as readonly string[]).includes(key)));
 });
 
-t.test('SIGHUP re-reads the static inventory and keeps serving', async (t) => {
-  const { config, socket } = setupConfig(t);
-  const daemon = spawnDaemon(t, ['--config', config]);
-  t.equal(await daemon.started(), 'listening');
-  daemon.child.kill('SIGHUP');
-  const reloaded = await daemon.waitFor('inventory');
-  t.equal(reloaded['kernel'], (await import('node:os')).release());
-  t.equal((await fetchStatus(socket)).pid, daemon.child.pid);
+t.test('a second daemon on the same runtime directory is refused', async (t) => {
+  const { config } = await start(t);
+  await t.rejects(HostDaemon.start({ config, loadConfig: async () => config, gid: undefined, intervalMs: 50, inventory: INVENTORY }), { code: 'ALREADY_RUNNING' });
+});
+
+t.test('an unsafe runtime directory is refused before anything listens', async (t) => {
+  const dir = tempDir(t);
+  const config = hostConfig(dir, { runtimeDir: join(dir, 'run') });
+  mkdirSync(config.runtimeDir);
+  chmodSync(config.runtimeDir, 0o777);
+  await t.rejects(HostDaemon.start({ config, loadConfig: async () => config, gid: undefined, intervalMs: 50, inventory: INVENTORY }), { code: 'RUNTIME_DIR_UNSAFE' });
+  t.notOk(existsSync(join(config.runtimeDir, 'hostinfod.sock')));
+});
+
+t.test('reload: a new config is taken, a broken one keeps the previous', async (t) => {
+  const dir = tempDir(t);
+  let current = hostConfig(dir);
+  const { daemon, log } = await start(t, { config: current, loadConfig: async () => current });
+  current = hostConfig(dir, { enabled: false });
+  await daemon.reload();
+  t.equal(daemon.config.enabled, false);
+  t.match(log.lines.find((line) => line['event'] === 'reloaded'), { kernel: '6.1.0-test', hostname: 'host01' });
+  const broken = await start(t, { loadConfig: () => Promise.reject(new Error('hostinfo.toml: boom')) });
+  const before = broken.daemon.config;
+  await t.rejects(broken.daemon.reload(), /boom/);
+  t.equal(broken.daemon.config, before);
+  t.match(broken.log.lines.find((line) => line['event'] === 'config-invalid'), { level: 'error', err: 'hostinfo.toml: boom' });
+});
+
+t.test('stop: once, closing the control socket; the tree stays', async (t) => {
+  const { daemon, config, log } = await start(t);
+  const first = daemon.stop();
+  t.equal(daemon.stop(), first, 'a second stop is the same stop');
+  await first;
+  await t.rejects(fetchStatus(daemon.socketPath, 1000));
+  t.ok(existsSync(join(config.runtimeDir, VMS_DIR)), 'vms/ is kept for the next daemon');
+  t.equal(log.events().filter((event) => event === 'stopped').length, 1);
 });

@@ -1,5 +1,6 @@
-// Shared test plumbing: temp dirs, fixture paths, a real ws client over a unix socket that can be
-// awaited message by message, and a spawned daemon whose JSON log lines can be awaited by event.
+// Shared test plumbing: temp dirs, fixture paths, a real ws client (over the control socket's path
+// or over one end of a sidecar's socket pair) that can be awaited message by message, and a
+// spawned daemon whose JSON log lines can be awaited by event.
 
 import { LoggedProcess, withTimeout } from '../helpers/logged-process.js';
 import { once } from 'node:events';
@@ -7,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
 
 export { WAIT_MS, withTimeout } from '../helpers/logged-process.js';
@@ -20,7 +22,7 @@ interface Teardown {
 }
 
 export function tempDir(t: Teardown): string {
-  const dir = mkdtempSync(join(tmpdir(), 'hostinfo-cache-test-'));
+  const dir = mkdtempSync(join(tmpdir(), 'hostinfod-test-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
@@ -32,8 +34,11 @@ export class TestClient {
   private waiters: ((message: unknown) => void)[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
 
-  constructor(socketPath: string) {
-    this.ws = new WebSocket(`ws+unix://${socketPath}`);
+  /** A unix socket path, or an already connected socket to speak WebSocket over. */
+  constructor(target: string | Socket) {
+    this.ws = typeof target === 'string'
+      ? new WebSocket(`ws+unix://${target}`)
+      : new WebSocket('ws://hostinfod/', { createConnection: () => target, perMessageDeflate: false });
     this.ws.on('message', (data) => {
       const message: unknown = JSON.parse(data.toString());
       const waiter = this.waiters.shift();
@@ -44,8 +49,8 @@ export class TestClient {
     this.closed = new Promise((resolve) => this.ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   }
 
-  static async open(socketPath: string): Promise<TestClient> {
-    const client = new TestClient(socketPath);
+  static async open(target: string | Socket): Promise<TestClient> {
+    const client = new TestClient(target);
     await withTimeout(once(client.ws, 'open'), 'ws open');
     return client;
   }
@@ -73,13 +78,7 @@ export class TestClient {
   }
 }
 
-export const VM = { name: 'vm-one', uuid: '11111111-2222-3333-4444-555555555555', pid: 4242 } as const;
-
-export function hello(items: readonly string[], vm: { name: string; uuid: string; pid: number } = VM): object {
-  return { v: 1, type: 'hello', vm, items };
-}
-
-/** A spawned hostinfo-cache; its stderr JSON lines can be awaited by `event`. */
+/** A spawned hostinfod; its stderr JSON lines can be awaited by `event`. */
 export class DaemonProcess extends LoggedProcess {
   constructor(args: readonly string[], env: NodeJS.ProcessEnv = {}) {
     super(DAEMON_MAIN, args, env);

@@ -7,9 +7,16 @@ import type { Access } from '../../policies/access.js';
 import type { HostConfig } from '../../policies/host-config.js';
 import { PolicySource } from '../../daemon/policy-source.js';
 
+function hostConfig(policyDir: string, enabled = true): HostConfig {
+  return {
+    file: '/h.toml', enabled, policyDir, runtimeDir: '/run/x', group: undefined, cache: { intervalSeconds: 1, maxAgeSeconds: 5 },
+    sidecarUser: 'hostinfo', guest: { linesPerSecond: 100, bytesPerSecond: 16384 },
+  };
+}
+
 async function setup(t: { teardown: (fn: () => void) => void }, enabled = true) {
   const policyDir = await mkdtemp(join(tmpdir(), 'hostinfo-reload-'));
-  const config = { value: { file: '/h.toml', enabled, policyDir, runtimeDir: '/run/x', group: undefined, cache: { intervalSeconds: 1, maxAgeSeconds: 5 } } as HostConfig };
+  const config = { value: hostConfig(policyDir, enabled) };
   const source = new PolicySource({ name: 'web01' }, async () => config.value);
   t.teardown(() => source.close());
   const nextChange = (): Promise<Access> => (once(source, 'change') as Promise<[Access]>).then(([access]) => access);
@@ -69,7 +76,7 @@ t.test('a config that cannot be loaded fails closed', async (t) => {
 t.test('a policy directory that appears later is watched from the next reload on', async (t) => {
   const base = await mkdtemp(join(tmpdir(), 'hostinfo-reload-'));
   const policyDir = join(base, 'later');
-  const source = new PolicySource({ name: 'web01' }, async () => ({ file: '/h.toml', enabled: true, policyDir, runtimeDir: '/r', group: undefined, cache: { intervalSeconds: 1, maxAgeSeconds: 5 } }));
+  const source = new PolicySource({ name: 'web01' }, async () => hostConfig(policyDir));
   t.teardown(() => source.close());
   const unwatched = once(source, 'unwatched');
   await source.reload();

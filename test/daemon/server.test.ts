@@ -1,48 +1,50 @@
 import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import t from 'tap';
-import { HOST_ITEM_NAMES } from '../../policies/items.js';
+import { HOST_ITEM_NAMES, ITEM_NAMES } from '../../policies/items.js';
 import { MAX_CLIENT_MESSAGE_BYTES, MAX_CLIENT_PAYLOAD_BYTES } from '../../daemon/messages.js';
-import { TestClient, VM, hello, withTimeout } from './helpers.js';
-import { fullSnapshot, startServer } from './server-setup.js';
+import { MAX_CONTROL_CONNECTIONS } from '../../daemon/server.js';
+import { TestClient, withTimeout } from './helpers.js';
+import { EMPTY_STATUS, TestLink, accessMessage, attachTestSidecar, fullSnapshot, startServer } from './server-setup.js';
 
-const OTHER_VM = { name: 'vm-two', uuid: '99999999-2222-3333-4444-555555555555', pid: 4343 };
+const COUNTERS = { requests: 10, ok: 7, denied: 1, rateLimited: 2, errors: 0, droppedBytes: 0, droppedLines: 0, lastRequestAt: 1795600000000 };
 
-t.test('a subscriber only ever receives the host items of its hello', async (t) => {
+t.test('a sidecar gets its access first, then only the host items its policy allows', async (t) => {
   const s = await startServer(t);
-  const narrow = await TestClient.open(s.socketPath);
-  const wide = await TestClient.open(s.socketPath);
-  const silent = await TestClient.open(s.socketPath);
-  t.teardown(() => [narrow, wide, silent].forEach((c) => c.close()));
-  narrow.send(hello(['loadavg', 'vcpudelay', 'hosttime', 'physcpus', 'futureitem']));
-  wide.send(hello([...HOST_ITEM_NAMES], OTHER_VM));
-  t.same(await narrow.next(), { v: 1, type: 'subscribed', items: ['physcpus', 'loadavg'] });
-  t.same((await wide.next())['items'], HOST_ITEM_NAMES);
+  const narrowLink = new TestLink('narrow', accessMessage(['physcpus', 'loadavg', 'hosttime', 'vcpudelay']));
+  const wideLink = new TestLink('wide', accessMessage(ITEM_NAMES));
+  const narrow = await attachTestSidecar(t, s, narrowLink);
+  const wide = await attachTestSidecar(t, s, wideLink);
+  t.same(await narrow.next(), narrowLink.current, 'the access decision is the first frame');
+  t.same(await wide.next(), wideLink.current);
   for (let i = 0; i < 3; i++) s.server.publish(fullSnapshot(s.clock + i));
   for (let i = 0; i < 3; i++) {
-    t.same(Object.keys((await narrow.nextOf('sample'))['values'] as object), ['physcpus', 'loadavg']);
-    t.same(Object.keys((await wide.nextOf('sample'))['values'] as object), HOST_ITEM_NAMES);
+    t.same(Object.keys((await narrow.next())['values'] as object), ['physcpus', 'loadavg']);
+    t.same(Object.keys((await wide.next())['values'] as object), HOST_ITEM_NAMES);
   }
-  // A connection that never said hello gets no samples: the first frame it sees is its status reply.
-  silent.send({ v: 1, type: 'status' });
-  t.equal((await silent.next())['type'], 'status');
 });
 
-t.test('an item absent from the sample is absent for the subscriber too', async (t) => {
+t.test('a VM that is not served gets its refusal and samples without values', async (t) => {
   const s = await startServer(t);
-  const client = await TestClient.open(s.socketPath);
-  t.teardown(() => client.close());
-  client.send(hello(['pressure', 'physcpus']));
-  await client.nextOf('subscribed');
+  const link = new TestLink('off', accessMessage(['physcpus'], { served: false }));
+  const client = await attachTestSidecar(t, s, link);
+  t.match(await client.next(), { type: 'access', served: false, items: [], reason: 'no policy for this VM' });
+  s.server.publish(fullSnapshot(s.clock));
+  t.same((await client.next())['values'], {});
+});
+
+t.test('an item absent from the sample is absent for the sidecar too', async (t) => {
+  const s = await startServer(t);
+  const client = await attachTestSidecar(t, s, new TestLink('a', accessMessage(['pressure', 'physcpus'])));
+  await client.nextOf('access');
   s.server.publish({ takenAt: s.clock, values: { physcpus: 2 } });
   t.same((await client.nextOf('sample'))['values'], { physcpus: 2 });
 });
 
 t.test('sequence numbers increase and sample times never decrease', async (t) => {
   const s = await startServer(t);
-  const client = await TestClient.open(s.socketPath);
-  t.teardown(() => client.close());
-  client.send(hello(['uptime']));
-  await client.nextOf('subscribed');
+  const client = await attachTestSidecar(t, s, new TestLink('a', accessMessage(['uptime'])));
+  await client.nextOf('access');
   const published: number[] = [];
   for (let i = 0; i < 10; i++) published.push(s.server.publish(fullSnapshot(s.clock + i * 100)));
   let lastSeq = 0;
@@ -56,114 +58,176 @@ t.test('sequence numbers increase and sample times never decrease', async (t) =>
     lastSeq = seq;
     lastTime = takenAt;
   }
+  t.equal(s.server.lastSeq, published.at(-1));
 });
 
-t.test('a hello gets the newest sample at once; re-subscribing narrows what is sent', async (t) => {
+t.test('a new sidecar gets the newest sample at once; a policy change resends access, then the sample refiltered', async (t) => {
   const s = await startServer(t);
   s.server.publish(fullSnapshot(s.clock));
-  const client = await TestClient.open(s.socketPath);
-  t.teardown(() => client.close());
-  client.send(hello(['physcpus', 'hostname']));
-  await client.nextOf('subscribed');
+  const link = new TestLink('a', accessMessage(['physcpus', 'hostname']));
+  const client = await attachTestSidecar(t, s, link);
+  await client.nextOf('access');
   const first = await client.next();
   t.same([first['type'], first['seq'], first['values']], ['sample', 1, { physcpus: 16, hostname: 'host01' }]);
 
-  client.send(hello(['physcpus']));
-  t.same(await client.next(), { v: 1, type: 'subscribed', items: ['physcpus'] });
-  t.same((await client.next())['values'], { physcpus: 16 }, 'the newest sample again, filtered by the new list');
+  link.current = accessMessage(['physcpus']);
+  s.server.refreshAccess(link);
+  t.same(await client.next(), link.current, 'the new decision comes before any sample under it');
+  t.same(await client.next(), { v: 2, type: 'sample', seq: 1, takenAt: s.clock, values: { physcpus: 16 } });
   s.server.publish(fullSnapshot(s.clock + 1000));
   t.same((await client.next())['values'], { physcpus: 16 });
-  t.same(s.server.status().vms.map((e) => e.items), [['physcpus']]);
-  t.equal(s.server.registry.vmCount(), 1, 're-subscribing is not a second VM');
+
+  link.current = accessMessage(['physcpus'], { served: false });
+  s.server.refreshAccess(link);
+  t.match(await client.next(), { type: 'access', served: false });
+  t.same((await client.next())['values'], {}, 'disabled: nothing more of the host');
+  s.server.refreshAccess(new TestLink('a', link.current));
+  s.server.publish(fullSnapshot(s.clock + 2000));
+  t.equal((await client.next())['type'], 'sample', 'a refresh for another link object sends this one nothing');
 });
 
-t.test('counters reach the registry and the status reply', async (t) => {
+t.test('hello and counters reach the link; nothing the sidecar says changes what it gets', async (t) => {
   const s = await startServer(t);
-  const sidecar = await TestClient.open(s.socketPath);
-  const admin = await TestClient.open(s.socketPath);
-  t.teardown(() => [sidecar, admin].forEach((c) => c.close()));
-  sidecar.send(hello(['uptime']));
-  await sidecar.nextOf('subscribed');
-  const counters = { requests: 10, ok: 7, denied: 1, rateLimited: 2, errors: 0, lastRequestAt: s.clock - 5 };
-  sidecar.send({ v: 1, type: 'counters', ...counters });
-  sidecar.send({ v: 1, type: 'status' }); // processed in order: the counters are in by now
-  await sidecar.nextOf('status');
+  const link = new TestLink('a', accessMessage(['uptime']));
+  const client = await attachTestSidecar(t, s, link);
+  await client.nextOf('access');
+  const qmp = { name: 'other', uuid: null, version: '8.2.2' };
+  client.send({ v: 2, type: 'hello', qmp });
+  client.send({ v: 2, type: 'counters', ...COUNTERS });
+  client.send({ v: 2, type: 'counters', ...COUNTERS, requests: 11 });
+  await withTimeout((async () => {
+    while (link.reports.length < 2) await new Promise((resolve) => setImmediate(resolve));
+  })(), 'the counters');
+  t.same(link.hellos, [{ v: 2, type: 'hello', qmp }]);
+  t.same(link.reports.map((r) => r.requests), [10, 11]);
   s.server.publish(fullSnapshot(s.clock));
-  admin.send({ v: 1, type: 'status' });
-  const status = await admin.next();
-  t.match(status, { v: 1, type: 'status', pid: process.pid, intervalMs: 1000, seq: 1, takenAt: s.clock, vmcount: 1 });
-  t.same(status['vms'], [{ vm: VM, items: ['uptime'], subscribedAt: s.clock, counters, reportedAt: s.clock }]);
+  t.same((await client.next())['values'], { uptime: 123456.78 });
 });
 
-t.test('malformed frames: an error frame, then close; other subscribers carry on', async (t) => {
+t.test('malformed frames: an error frame, then close; other sidecars carry on', async (t) => {
   const s = await startServer(t);
-  const healthy = await TestClient.open(s.socketPath);
-  t.teardown(() => healthy.close());
-  healthy.send(hello(['uptime']));
-  await healthy.nextOf('subscribed');
+  const healthy = await attachTestSidecar(t, s, new TestLink('healthy', accessMessage(['uptime'])));
+  await healthy.nextOf('access');
   const cases: { name: string; frame: string | Buffer; code: string; close: number }[] = [
-    { name: 'not JSON', frame: '{"v":1,', code: 'MALFORMED_JSON', close: 1008 },
-    { name: 'wrong version', frame: '{"v":7,"type":"status"}', code: 'BAD_VERSION', close: 1008 },
-    { name: 'unknown type', frame: '{"v":1,"type":"subscribe"}', code: 'UNKNOWN_TYPE', close: 1008 },
-    { name: 'invalid hello', frame: JSON.stringify({ v: 1, type: 'hello', vm: { name: 'x' }, items: [] }), code: 'INVALID_MESSAGE', close: 1008 },
-    { name: 'counters before hello', frame: '{"v":1,"type":"counters","requests":1,"ok":1,"denied":0,"rateLimited":0,"errors":0,"lastRequestAt":null}', code: 'NOT_SUBSCRIBED', close: 1008 },
-    { name: 'binary frame', frame: Buffer.from('{"v":1,"type":"status"}'), code: 'BINARY_FRAME', close: 1003 },
-    { name: 'over the message limit', frame: JSON.stringify({ v: 1, type: 'status', pad: 'x'.repeat(MAX_CLIENT_MESSAGE_BYTES) }), code: 'TOO_LARGE', close: 1009 },
+    { name: 'not JSON', frame: '{"v":2,', code: 'MALFORMED_JSON', close: 1008 },
+    { name: 'wrong version', frame: '{"v":1,"type":"hello","qmp":{"name":null,"uuid":null,"version":""}}', code: 'BAD_VERSION', close: 1008 },
+    { name: 'status on the channel', frame: '{"v":2,"type":"status"}', code: 'UNKNOWN_TYPE', close: 1008 },
+    { name: 'unknown type', frame: '{"v":2,"type":"subscribe"}', code: 'UNKNOWN_TYPE', close: 1008 },
+    { name: 'invalid hello', frame: JSON.stringify({ v: 2, type: 'hello', qmp: { name: 5 } }), code: 'INVALID_MESSAGE', close: 1008 },
+    { name: 'binary frame', frame: Buffer.from('{"v":2,"type":"status"}'), code: 'BINARY_FRAME', close: 1003 },
+    { name: 'over the message limit', frame: JSON.stringify({ v: 2, type: 'hello', pad: 'x'.repeat(MAX_CLIENT_MESSAGE_BYTES) }), code: 'TOO_LARGE', close: 1009 },
   ];
-  let published = 0;
+  const errors: string[] = [];
+  s.server.on('protocolError', (link, error) => errors.push(`${link?.id}:${error.code}`));
   for (const c of cases) {
-    const bad = await TestClient.open(s.socketPath);
-    if (c.code !== 'NOT_SUBSCRIBED') {
-      bad.send(hello(['physcpus'], OTHER_VM));
-      await bad.nextOf('subscribed');
-    }
+    const link = new TestLink('bad', accessMessage(['physcpus']));
+    const bad = await attachTestSidecar(t, s, link);
+    await bad.nextOf('access');
+    const gone = once(s.server, 'disconnected');
     bad.ws.send(c.frame);
     const error = await bad.nextOf('error');
     t.equal(error['code'], c.code, c.name);
     t.type(error['message'], 'string');
-    const closed = await bad.closed;
-    t.equal(closed.code, c.close, `${c.name}: close code`);
-    t.equal(s.server.registry.vmCount(), 1, `${c.name}: unregistered`);
-    // The healthy subscriber still gets every sample.
-    published = s.server.publish(fullSnapshot(s.clock));
-    t.equal((await healthy.nextOf('sample'))['seq'], published);
+    t.equal((await bad.closed).code, c.close, `${c.name}: close code`);
+    await withTimeout(gone, 'disconnected');
+    t.equal(link.closes, 1, `${c.name}: the link learns its sidecar is gone`);
+    const published = s.server.publish(fullSnapshot(s.clock));
+    t.equal((await healthy.nextOf('sample'))['seq'], published, `${c.name}: the healthy sidecar still gets every sample`);
   }
+  t.same(errors, cases.map((c) => `bad:${c.code}`));
 });
 
 t.test('a frame over maxPayload is cut off by ws itself (1009)', async (t) => {
   const s = await startServer(t);
-  const bad = await TestClient.open(s.socketPath);
+  const bad = await attachTestSidecar(t, s, new TestLink('a', accessMessage([])));
   bad.ws.send('x'.repeat(MAX_CLIENT_PAYLOAD_BYTES + 1));
   t.equal((await bad.closed).code, 1009);
 });
 
-t.test('connections beyond the limit are refused with SERVER_FULL', async (t) => {
-  const s = await startServer(t, { maxSubscribers: 1 });
-  const first = await TestClient.open(s.socketPath);
-  t.teardown(() => first.close());
-  const second = await TestClient.open(s.socketPath);
-  t.equal((await second.next())['code'], 'SERVER_FULL');
-  t.equal((await second.closed).code, 1013);
+t.test('close(): sidecars see a going-away close', async (t) => {
+  const s = await startServer(t);
+  const client = await attachTestSidecar(t, s, new TestLink('a', accessMessage([])));
+  await client.nextOf('access');
+  await s.server.close();
+  t.equal((await client.closed).code, 1001);
 });
 
-t.test('plain HTTP gets 426, never data', async (t) => {
+t.test('the control socket answers one status per connection, then closes', async (t) => {
+  let asked = 0;
+  const s = await startServer(t, { status: () => ({ ...EMPTY_STATUS, seq: ++asked }) });
+  const admin = await TestClient.open(s.controlPath);
+  admin.send({ v: 2, type: 'status' });
+  admin.send({ v: 2, type: 'status' });
+  t.same(await admin.next(), { ...EMPTY_STATUS, seq: 1 });
+  t.equal((await admin.closed).code, 1000);
+  t.equal(asked, 1, 'the second request on the connection was never read');
+  const again = await TestClient.open(s.controlPath);
+  again.send({ v: 2, type: 'status' });
+  t.equal((await again.next())['seq'], 2, 'a new connection gets a new answer');
+});
+
+t.test('the control socket refuses everything but status', async (t) => {
+  const s = await startServer(t);
+  const frames: [string, string][] = [
+    [JSON.stringify({ v: 2, type: 'hello', qmp: { name: null, uuid: null, version: '' } }), 'NOT_ALLOWED'],
+    ['{"v":2,"type":"counters"}', 'NOT_ALLOWED'],
+    ['{"v":1,"type":"status"}', 'BAD_VERSION'],
+    ['not json', 'MALFORMED_JSON'],
+  ];
+  for (const [frame, code] of frames) {
+    const admin = await TestClient.open(s.controlPath);
+    admin.send(frame);
+    t.match(await admin.next(), { v: 2, type: 'error', code });
+    t.equal((await admin.closed).code, 1008, code);
+  }
+});
+
+t.test('an idle control connection is dropped', async (t) => {
+  const s = await startServer(t, { controlIdleMs: 50 });
+  const admin = await TestClient.open(s.controlPath);
+  t.match(await admin.next(), { type: 'error', code: 'IDLE' });
+  t.equal((await admin.closed).code, 1008);
+});
+
+t.test('plain HTTP on the control socket gets 426, never data', async (t) => {
   const s = await startServer(t);
   const { request } = await import('node:http');
-  const req = request({ socketPath: s.socketPath, path: '/' });
+  const req = request({ socketPath: s.controlPath, path: '/' });
   req.end();
   const [response] = (await once(req, 'response')) as [import('node:http').IncomingMessage];
   t.equal(response.statusCode, 426);
   response.resume();
 });
 
-t.test('a disconnect unregisters the VM', async (t) => {
+t.test(`at most ${MAX_CONTROL_CONNECTIONS} control connections at once`, async (t) => {
   const s = await startServer(t);
-  const client = await TestClient.open(s.socketPath);
-  client.send(hello(['physcpus']));
-  await client.nextOf('subscribed');
-  t.equal(s.server.registry.vmCount(), 1);
-  const gone = once(s.server, 'disconnected');
-  client.close();
-  await withTimeout(gone, 'disconnected');
-  t.equal(s.server.registry.vmCount(), 0);
+  const held: Socket[] = [];
+  t.teardown(() => held.forEach((socket) => socket.destroy()));
+  for (let i = 0; i < MAX_CONTROL_CONNECTIONS; i++) {
+    const socket = connect(s.controlPath);
+    held.push(socket);
+    await withTimeout(once(socket, 'connect'), 'a control connection');
+  }
+  const count = (): Promise<number> => new Promise((resolve) => s.server.control.getConnections((_e, n) => resolve(n)));
+  const connections = (enough: (n: number) => boolean, what: string): Promise<void> => withTimeout((async () => {
+    while (!enough(await count())) await new Promise((resolve) => setImmediate(resolve));
+  })(), what);
+  await connections((n) => n === MAX_CONTROL_CONNECTIONS, 'the server to count every connection');
+  const extra = connect(s.controlPath);
+  extra.on('error', () => {});
+  await withTimeout(once(extra, 'close'), 'the connection over the limit to be closed');
+  held.pop()?.destroy();
+  await connections((n) => n < MAX_CONTROL_CONNECTIONS, 'the freed slot');
+  const admin = await TestClient.open(s.controlPath);
+  admin.send({ v: 2, type: 'status' });
+  t.equal((await admin.next())['type'], 'status', 'a freed slot serves again');
+});
+
+t.test('a control connection that never sends a byte is dropped too', async (t) => {
+  const s = await startServer(t, { controlIdleMs: 50 });
+  const silent = connect(s.controlPath);
+  silent.on('error', () => {});
+  await withTimeout(once(silent, 'connect'), 'connect');
+  await withTimeout(once(silent, 'close'), 'the silent connection to be dropped');
+  t.pass('dropped without a request');
 });

@@ -1,10 +1,10 @@
 import type { Socket } from 'node:net';
 import t from 'tap';
+import type { SidecarLink } from '../../daemon/subscriber.js';
 import { HOST_ITEM_NAMES } from '../../policies/items.js';
-import { TestClient, hello, withTimeout } from './helpers.js';
-import { fullSnapshot, startServer } from './server-setup.js';
+import { type TestClient, withTimeout } from './helpers.js';
+import { TestLink, accessMessage, attachTestSidecar, fullSnapshot, startServer } from './server-setup.js';
 
-const STALLED_VM = { name: 'stalled', uuid: 'stalled-uuid', pid: 9 };
 const MAX_BUFFERED = 16 * 1024;
 const STALL_TIMEOUT = 5_000;
 /** Far more than the kernel's socket buffers can hold in ~1 KiB frames. */
@@ -14,17 +14,18 @@ const rawSocket = (client: TestClient): Socket => (client.ws as unknown as { _so
 
 async function setup(t: Parameters<typeof startServer>[0]) {
   const s = await startServer(t, { maxBufferedBytes: MAX_BUFFERED, stallTimeoutMs: STALL_TIMEOUT });
-  const healthy = await TestClient.open(s.socketPath);
-  const slow = await TestClient.open(s.socketPath);
-  t.teardown(() => [healthy, slow].forEach((c) => c.close()));
-  healthy.send(hello(['uptime']));
-  slow.send(hello([...HOST_ITEM_NAMES], STALLED_VM));
-  await healthy.nextOf('subscribed');
-  await slow.nextOf('subscribed');
-  const stalled: number[] = [];
-  const dropped: number[] = [];
-  s.server.on('stalled', (id) => stalled.push(id));
-  s.server.on('dropped', (id) => dropped.push(id));
+  const healthyLink = new TestLink('healthy', accessMessage(['uptime']));
+  const slowLink = new TestLink('stalled', accessMessage(HOST_ITEM_NAMES, { name: 'stalled' }));
+  const healthy = await attachTestSidecar(t, s, healthyLink);
+  const slow = await attachTestSidecar(t, s, slowLink);
+  await healthy.nextOf('access');
+  await slow.nextOf('access');
+  const stalled: SidecarLink[] = [];
+  const dropped: SidecarLink[] = [];
+  const disconnected: SidecarLink[] = [];
+  s.server.on('stalled', (link) => stalled.push(link));
+  s.server.on('dropped', (link) => dropped.push(link));
+  s.server.on('disconnected', (link) => disconnected.push(link));
   // The slow client stops reading: the kernel buffers fill and then the daemon's side backs up.
   rawSocket(slow).pause();
   // Publish one sample at a time and wait for the healthy subscriber to have it, until the slow
@@ -36,12 +37,12 @@ async function setup(t: Parameters<typeof startServer>[0]) {
     const sample = await healthy.nextOf('sample');
     if (sample['seq'] === seq) received++;
   }
-  return { s, healthy, slow, stalled, dropped, received, seq };
+  return { s, healthy, slow, slowLink, stalled, dropped, disconnected, received, seq };
 }
 
 t.test('a subscriber that never reads does not delay others and is dropped at the bound', async (t) => {
-  const { s, healthy, slow, stalled, dropped, received, seq } = await setup(t);
-  t.equal(stalled.length, 1, 'the slow subscriber went over the buffered bound');
+  const { s, healthy, slow, slowLink, stalled, dropped, disconnected, received, seq } = await setup(t);
+  t.same(stalled, [slowLink], 'the slow subscriber went over the buffered bound');
   t.equal(received, seq, 'the healthy subscriber got every sample up to then, each before the next was published');
 
   // Still within the stall timeout: the slow one is skipped, not dropped, and the healthy one is served.
@@ -53,9 +54,12 @@ t.test('a subscriber that never reads does not delay others and is dropped at th
   const closed = slow.closed;
   t.equal((await publishAndReceive(s, healthy)), true);
   t.same(dropped, stalled, 'dropped once it stayed over the bound for the stall timeout');
-  t.same(s.server.status().vms.map((e) => e.vm.name), ['vm-one'], 'and unregistered at once');
   rawSocket(slow).resume();
   t.equal((await withTimeout(closed, 'the slow client to see the close')).code, 1006, 'cut off, not a close handshake');
+  await withTimeout((async () => {
+    while (slowLink.closes === 0) await new Promise((resolve) => setImmediate(resolve));
+  })(), 'the link to learn of the drop');
+  t.same(disconnected, [slowLink], 'only the slow one is disconnected');
   t.equal(await publishAndReceive(s, healthy), true, 'the healthy one carries on');
 });
 

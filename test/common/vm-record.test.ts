@@ -1,0 +1,71 @@
+import fc from 'fast-check';
+import t from 'tap';
+import { MAX_PIDFILE_LENGTH, MAX_VM_NAME_LENGTH, MAX_VM_RECORD_BYTES, MAX_VM_UUID_LENGTH, encodeVmRecord, parseVmRecord, type VmRecord } from '../../common/vm-record.js';
+
+const RECORD: VmRecord = {
+  v: 1, pid: 4242, startTime: '123456789', name: 'web1', uuid: 'c0ffee00-0000-4000-8000-000000000001',
+  transport: 'virtio-serial', guestDevice: 'org.hostinfo.0', pidfile: '/run/user/1000/hostinfo/vms/web1/qemu.pid',
+};
+
+const problem = (raw: unknown): string | undefined => {
+  const parsed = parseVmRecord(typeof raw === 'string' ? raw : JSON.stringify(raw));
+  return parsed.ok ? undefined : parsed.problem;
+};
+
+t.test('a record survives encoding and parsing', async (t) => {
+  t.same(parseVmRecord(encodeVmRecord(RECORD)), { ok: true, record: RECORD });
+  const minimal: VmRecord = { ...RECORD, name: undefined, uuid: undefined, pidfile: undefined, transport: 'isa-serial', guestDevice: '/dev/ttyS1' };
+  t.equal(encodeVmRecord(minimal), '{"v":1,"pid":4242,"startTime":"123456789","transport":"isa-serial","guestDevice":"/dev/ttyS1"}\n', 'undefined fields are left out');
+  t.same(parseVmRecord(encodeVmRecord(minimal)), { ok: true, record: minimal });
+  const longest: VmRecord = { ...RECORD, name: 'n'.repeat(MAX_VM_NAME_LENGTH), uuid: 'u'.repeat(MAX_VM_UUID_LENGTH), guestDevice: 'g'.repeat(64), pidfile: `/${'p'.repeat(MAX_PIDFILE_LENGTH - 1)}`, startTime: '9'.repeat(20) };
+  t.ok(encodeVmRecord(longest).length <= MAX_VM_RECORD_BYTES, 'every field at its longest still fits');
+  t.same(parseVmRecord(encodeVmRecord(longest)), { ok: true, record: longest });
+});
+
+t.test('every field is checked', async (t) => {
+  const bad = (patch: object): string | undefined => problem({ ...RECORD, ...patch });
+  t.match(bad({ v: 2 }), /^v must be 1/);
+  t.match(bad({ v: '1' }), /^v must be 1/);
+  t.match(problem({ ...RECORD, v: undefined }), /^v must be 1/);
+  for (const pid of [0, 1, -5, 1.5, '4242', null, 2 ** 53]) t.match(bad({ pid }), /^pid must be an integer above 1/, `pid ${JSON.stringify(pid)}`);
+  for (const startTime of ['', 'abc', '12a', '-1', '1'.repeat(21), 12345, null]) t.match(bad({ startTime }), /^startTime/, `startTime ${JSON.stringify(startTime)}`);
+  t.match(bad({ name: 'n'.repeat(MAX_VM_NAME_LENGTH + 1) }), /^name is longer than 256/);
+  t.match(bad({ name: '' }), /^name must be a non-empty string/);
+  t.match(bad({ name: 5 }), /^name must be a non-empty string/);
+  t.match(bad({ name: null }), /^name must be a non-empty string/);
+  t.match(bad({ uuid: 'u'.repeat(MAX_VM_UUID_LENGTH + 1) }), /^uuid/);
+  t.match(bad({ uuid: '' }), /^uuid/);
+  t.match(bad({ uuid: {} }), /^uuid/);
+  for (const transport of ['serial', '', null, 'ISA-SERIAL']) t.match(bad({ transport }), /^transport/, `transport ${JSON.stringify(transport)}`);
+  for (const guestDevice of ['', 'g'.repeat(65), 7, undefined]) t.match(bad({ guestDevice }), /^guestDevice/, `guestDevice ${JSON.stringify(guestDevice)}`);
+  for (const pidfile of ['qemu.pid', '', `/${'p'.repeat(MAX_PIDFILE_LENGTH)}`, 5]) t.match(bad({ pidfile }), /^pidfile must be an absolute path/, `pidfile ${String(pidfile).slice(0, 12)}`);
+  t.match(bad({ extra: 1 }), /^unexpected key "extra"/);
+  t.match(bad({ ['k'.repeat(100)]: 1 }), /^unexpected key "k+$/, 'a long key is cut short in the problem');
+  t.ok((bad({ ['k'.repeat(100)]: 1 }) ?? '').length < 60);
+  t.match(problem(`${JSON.stringify(RECORD).slice(0, -1)},"__proto__":{"v":1}}`), /^unexpected key "__proto__"/, 'a __proto__ key in JSON is just another key');
+});
+
+t.test('the whole text is checked before anything is parsed', async (t) => {
+  t.equal(problem(`${' '.repeat(5000)}${JSON.stringify(RECORD)}`), `larger than ${MAX_VM_RECORD_BYTES} bytes`, 'a 5000-byte text');
+  t.equal(problem({ ...RECORD, name: 'n'.repeat(5000) }), `larger than ${MAX_VM_RECORD_BYTES} bytes`);
+  t.equal(problem(''), 'not JSON');
+  t.equal(problem('{"v":1,'), 'not JSON');
+  t.equal(problem('[1]'), 'not a JSON object');
+  t.equal(problem('null'), 'not a JSON object');
+  t.equal(problem('"x"'), 'not a JSON object');
+});
+
+t.test('parseVmRecord never throws and only ever accepts complete records', async (t) => {
+  const accepted = (result: ReturnType<typeof parseVmRecord>): boolean =>
+    !result.ok || (result.record.v === 1 && Number.isSafeInteger(result.record.pid) && /^\d+$/.test(result.record.startTime));
+  fc.assert(fc.property(fc.string({ maxLength: 6000 }), (text) => accepted(parseVmRecord(text))));
+  fc.assert(fc.property(fc.json(), (text) => accepted(parseVmRecord(text))));
+  const field = fc.oneof(fc.jsonValue(), fc.constant(undefined));
+  const nearRecord = fc.record({ v: fc.oneof(fc.constant(1), field), pid: fc.oneof(fc.integer(), field), startTime: fc.oneof(fc.stringMatching(/^\d{1,22}$/), field), name: field, uuid: field, transport: fc.oneof(fc.constantFrom('isa-serial', 'virtio-serial'), field), guestDevice: field, pidfile: field }, { requiredKeys: [] });
+  fc.assert(fc.property(nearRecord, (raw) => {
+    const result = parseVmRecord(JSON.stringify(raw));
+    if (!result.ok) return typeof result.problem === 'string' && result.problem.length > 0;
+    return parseVmRecord(encodeVmRecord(result.record)).ok;
+  }), { numRuns: 500 });
+  t.pass('fast-check found no counterexample');
+});
