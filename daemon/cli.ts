@@ -54,7 +54,8 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
   }
   let intervalSeconds: number | undefined;
   if (values.interval !== undefined) {
-    intervalSeconds = values.interval.trim() === '' ? NaN : Number(values.interval);
+    // Decimal seconds only: Number() would also take "0x10" or "1e3".
+    intervalSeconds = /^\d+(\.\d+)?$/.test(values.interval) ? Number(values.interval) : NaN;
     if (!(intervalSeconds >= MIN_INTERVAL_SECONDS && intervalSeconds <= MAX_INTERVAL_SECONDS)) {
       return { kind: 'error', message: `--interval needs seconds between ${MIN_INTERVAL_SECONDS} and ${MAX_INTERVAL_SECONDS}, got ${JSON.stringify(values.interval)}` };
     }

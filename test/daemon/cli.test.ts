@@ -31,6 +31,8 @@ t.test('bad flags are errors that say what is wrong', async (t) => {
   t.match(message(['--interval']), /--interval <value>' argument missing/);
   t.match(message(['--interval', 'fast']), /got "fast"/);
   t.match(message(['--interval', '0']), /between 0.01 and 3600/);
+  t.match(message(['--interval', '0x10']), /got "0x10"/, 'hexadecimal is not decimal seconds');
+  t.match(message(['--interval', '1e1']), /got "1e1"/);
   t.match(message(['--interval', '3601']), /between 0.01 and 3600/);
   t.match(message(['--interval', '']), /--interval needs seconds/);
   t.match(message(['--interval', ' ']), /--interval needs seconds/);
