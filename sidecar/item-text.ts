@@ -2,7 +2,7 @@
 // parse them with `cut` or `awk` and the format never depends on the value.
 
 import type { HostItemName } from '../policies/items.js';
-import type { HostValues, PartialHostValues } from '../cache/sample.js';
+import type { HostValues, PartialHostValues } from '../daemon/sample.js';
 
 const fixed = (digits: number) => (value: number): string => value.toFixed(digits);
 const whole = (value: number): string => String(Math.floor(value));

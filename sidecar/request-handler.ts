@@ -2,7 +2,7 @@
 // now, frame) → reply. The I/O layer feeds it frames and writes what it returns; nothing here
 // reads a file, a socket or a clock, so every status can be tested at an exact instant.
 
-import type { HostSnapshot } from '../cache/sample.js';
+import type { HostSnapshot } from '../daemon/sample.js';
 import type { Access } from '../policies/access.js';
 import { isHostItemName, isItemName, type ItemName } from '../policies/items.js';
 import { takeToken, type LimiterState } from '../policies/rate-limiter.js';

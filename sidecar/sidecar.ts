@@ -106,6 +106,15 @@ export class Sidecar {
     channel.on('closed', (code, reason) => void this.stop(`channel to hostinfod closed (${code} ${reason})`, 1));
     channel.on('refused', (error) => log.error({ event: 'daemon-refused', ...error }));
     channel.on('invalid', (reason) => log.error({ event: 'daemon-invalid', reason }));
+    // The first sample after start and after each decision is logged: "host data is arriving".
+    let awaitingData = true;
+    channel.on('access', () => { awaitingData = true; });
+    channel.on('sample', (sample) => {
+      if (!awaitingData) return;
+      awaitingData = false;
+      log.info({ event: 'host-data', seq: sample.seq, items: Object.keys(sample.snapshot.values) }, 'host samples arriving');
+    });
+    const decided = this.#firstAccess();
     await this.#connectQmp();
     if (this.#stopping !== undefined) return;
     this.#qmp.on('event', (event) => this.#onQmpEvent(event));
@@ -115,8 +124,12 @@ export class Sidecar {
     this.#vm = { ...this.#vm, hypervisor: this.#identity.hypervisor };
     log.info({ event: 'identity', vm: this.#identity }, 'VM identified over QMP');
     channel.hello({ name: this.#identity.name ?? null, uuid: this.#identity.uuid ?? null, version: this.#identity.hypervisor });
+    // No guest byte is read before the daemon's decision: a request would get no reply at all,
+    // and the decision carries the guest's flood budget.
+    const access = await decided;
+    if (access === undefined || this.#stopping !== undefined) return;
 
-    this.#guest = new GuestPort({ ...this.#options.guest, respond: (frame) => this.#answer(frame), budget: channel.access?.guest ?? { linesPerSecond: 1, bytesPerSecond: 256 } });
+    this.#guest = new GuestPort({ ...this.#options.guest, respond: (frame) => this.#answer(frame), budget: access.guest });
     this.#guest.on('connected', () => log.info({ event: 'guest-connected' }));
     this.#guest.on('disconnected', (reason) => log.warn({ event: 'guest-disconnected', reason }));
     // An inherited chardev connection cannot be reopened here; the daemon's restart reconnects it.
@@ -140,6 +153,30 @@ export class Sidecar {
       this.#resolveStopped({ reason, status });
     })();
     return this.#stopping;
+  }
+
+  /** The daemon's first decision; undefined if the sidecar stops first; rejects if none comes in time. */
+  #firstAccess(): Promise<AccessMessage | undefined> {
+    const { channel } = this.#options;
+    if (channel.access !== undefined) return Promise.resolve(channel.access);
+    const decided = new Promise<AccessMessage | undefined>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        channel.off('access', onAccess);
+        reject(new Error(`no access decision from hostinfod within ${ACCESS_TIMEOUT_MS} ms`));
+      }, ACCESS_TIMEOUT_MS);
+      const onAccess = (message: AccessMessage): void => {
+        clearTimeout(timer);
+        resolve(message);
+      };
+      channel.once('access', onAccess);
+      void this.#stopped.then(() => {
+        clearTimeout(timer);
+        resolve(undefined);
+      });
+    });
+    // Awaited only after QMP: a rejection meanwhile must not count as unhandled.
+    decided.catch(() => {});
+    return decided;
   }
 
   /** QEMU creates its QMP socket a moment after it starts: a path is retried until it answers. */

@@ -25,6 +25,16 @@ export function withTimeout<T>(promise: Promise<T>, what: string, ms = WAIT_MS):
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+export interface SpawnOptions {
+  /**
+   * Run without the test runner's instrumentation: tap's process-info hook rides in NODE_OPTIONS
+   * into every node process a test starts, and from there into every process those start, even
+   * with an empty environment. `env -u NODE_OPTIONS` drops it after tap's spawn hook has run (env
+   * execs node, so the pid is still the program's).
+   */
+  readonly uninstrumented?: boolean;
+}
+
 export class LoggedProcess {
   readonly child: ChildProcess;
   readonly lines: LogLine[] = [];
@@ -33,10 +43,11 @@ export class LoggedProcess {
   stderr = '';
   readonly #watchers: { match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }[] = [];
 
-  constructor(script: string, args: readonly string[], env: NodeJS.ProcessEnv = {}) {
+  constructor(script: string, args: readonly string[], env: NodeJS.ProcessEnv = {}, options: SpawnOptions = {}) {
     // HOSTINFO_* from the developer's shell must not leak into what a test configures.
     const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('HOSTINFO_')));
-    this.child = spawn(process.execPath, [script, ...args], { env: { ...cleanEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const [command, argv] = options.uninstrumented === true ? ['env', ['-u', 'NODE_OPTIONS', process.execPath, script, ...args]] : [process.execPath, [script, ...args]];
+    this.child = spawn(command, argv, { env: { ...cleanEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.exited = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve({ code, signal })));
     this.child.stdout?.on('data', (chunk: Buffer) => { this.stdout += chunk.toString(); });
     let partial = '';
@@ -81,8 +92,8 @@ export class LoggedProcess {
   }
 }
 
-export function spawnLogged(t: Teardown, script: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): LoggedProcess {
-  const child = new LoggedProcess(script, args, env);
+export function spawnLogged(t: Teardown, script: string, args: readonly string[], env: NodeJS.ProcessEnv = {}, options: SpawnOptions = {}): LoggedProcess {
+  const child = new LoggedProcess(script, args, env, options);
   t.teardown(() => child.kill());
   return child;
 }

@@ -18,7 +18,7 @@ import type { StatusReply, VmStatus } from '../../daemon/messages.js';
 import { publishVmDir, stageVmDir } from '../../launcher/register.js';
 import { QEMU_BINARY } from '../fixtures/qmp/qemu.js';
 import { GuestEnd } from './guest-end.js';
-import { waitForLogLine } from './log-file.js';
+import { readLogFile, waitForLogLine } from './log-file.js';
 import { binPath, spawnLogged, withTimeout, type LogLine, type LoggedProcess, type Teardown } from './logged-process.js';
 
 export const FRONT = fileURLToPath(new URL('../../../bin/hostinfo-qemu', import.meta.url));
@@ -165,4 +165,62 @@ export const vmStatus = (reply: StatusReply, id: string): VmStatus | undefined =
 
 export function waitForSidecarLine(site: Site, vm: string, match: (line: LogLine) => boolean, after = 0): Promise<LogLine> {
   return waitForLogLine(site.sidecarLog(vm), match, after);
+}
+
+/** A VM's status entry whose sidecar has said hello over its channel. */
+export type ConnectedVm = VmStatus & { readonly sidecar: VmStatus['sidecar'] & { readonly pid: number } };
+
+/** Waits until the VM's sidecar (another than `not`, for a restarted one) has said hello. */
+export function waitForSidecar(site: Site, id: string, options: { not?: number; ms?: number } = {}): Promise<ConnectedVm> {
+  return pollStatus(site, `a connected sidecar for ${id}${options.not === undefined ? '' : ` other than ${options.not}`}`, (reply) => {
+    const found = vmStatus(reply, id);
+    const pid = found?.sidecar.pid;
+    return found !== undefined && found.sidecar.connected && pid !== null && pid !== undefined && pid !== options.not ? (found as ConnectedVm) : undefined;
+  }, options.ms);
+}
+
+/** Like waitForStatus, but the polling itself ends at the deadline (a failed wait leaves no loop behind). */
+export async function pollStatus<T>(site: Site, what: string, find: (reply: StatusReply) => T | undefined, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const reply = await status(site, Math.max(100, Math.min(5_000, deadline - Date.now()))).catch(() => undefined);
+    const found = reply === undefined ? undefined : find(reply);
+    if (found !== undefined) return found;
+    if (Date.now() >= deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Writes policies/<stem>.toml (a VM name, a uuid or `default`). */
+export async function writePolicy(site: Site, stem: string, text: string): Promise<string> {
+  const file = join(site.policies, `${stem}.toml`);
+  await writeFile(file, text);
+  return file;
+}
+
+/** Lines in a VM's sidecar log so far: the `after` of a later waitForSidecarLine. */
+export async function sidecarLogMark(site: Site, vm: string): Promise<number> {
+  return (await readLogFile(site.sidecarLog(vm))).length;
+}
+
+/**
+ * Rewrites a policy file and waits for the VM's sidecar to log the decision the daemon sent for
+ * it. The text must change the decision: an unchanged one is not sent again.
+ */
+export async function changePolicy(site: Site, vm: string, stem: string, text: string): Promise<LogLine> {
+  const mark = await sidecarLogMark(site, vm);
+  await writePolicy(site, stem, text);
+  return waitForSidecarLine(site, vm, (line) => line['event'] === 'policy', mark);
+}
+
+/**
+ * hostinfod as in production, without the test runner's instrumentation: tap's NODE_OPTIONS
+ * (its process-info hook) would otherwise reach every sidecar, whatever environment the daemon
+ * gives it, and make each exit with 1 (the hook cannot write its files as the sidecar user).
+ * For tests of sidecar exit statuses, restarts and environments.
+ */
+export async function startBareDaemon(t: Teardown, site: Site, extra: readonly string[] = []): Promise<LoggedProcess> {
+  const daemon = spawnLogged(t, DAEMON, ['--config', site.config, '--runtime-dir', site.runtime, ...extra], {}, { uninstrumented: true });
+  await daemon.waitFor('listening');
+  return daemon;
 }

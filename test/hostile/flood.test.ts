@@ -1,14 +1,16 @@
-// Flood: a guest that writes PING lines as fast as the chardev socket takes them for 10 s (a
-// bounded loop that stops by itself) against a sidecar with burst 1, interval 1 s. It gets 429s;
-// its sidecar's CPU (utime + stime from /proc) stays bounded; and a second VM's sidecar, with its
-// own QEMU and guest end, keeps answering PING throughout (its latencies are reported, not
-// asserted).
+// Flood through the request path: a guest writes PING lines as fast as the chardev socket takes
+// them for 5 s (a bounded loop that stops by itself) against a sidecar with burst 1, interval
+// 1 s, the per-guest flood budget lifted (WIDE_GUEST_BUDGET) so every line reaches the handler.
+// It gets 429s; its sidecar's CPU (utime + stime from /proc) stays within one core; and a second
+// VM's sidecar, with its own QEMU and guest end, keeps answering PING throughout (its latencies
+// are reported, not asserted). With the default budget the same flood is cut at 100 lines/s:
+// budget.test.ts.
 
 import { performance } from 'node:perf_hooks';
 import t from 'tap';
-import { cpuTicks, memoryKb, startHost, startVm, USER_HZ } from './live.js';
+import { cpuTicks, memoryKb, sameSidecar, startHost, startVm, USER_HZ } from './live.js';
 
-const FLOOD_MS = 10_000;
+const FLOOD_MS = 5_000;
 /**
  * CPU bound for the flooded sidecar, in CPU-seconds per second. Its JavaScript runs on one thread,
  * so the request path alone cannot use more than 1.0; more could only come from helper threads
@@ -20,10 +22,10 @@ const CPU_BOUND = 1.2;
 
 t.test('a flooding guest gets 429s, its sidecar stays within one core, another VM keeps answering', async (t) => {
   t.setTimeout(90_000);
-  const host = await startHost(t);
+  const host = await startHost(t, { budget: 'wide' });
   const flooded = await startVm(t, host, 'flooder', 'enabled = true\nburst = 1\ninterval = 1\n');
   const other = await startVm(t, host, 'neighbour', 'enabled = true\nburst = 1000000000\ninterval = 0.000001\n');
-  const pid = flooded.sidecar.child.pid as number;
+  const pid = flooded.sidecarPid;
 
   const statuses = new Map<string, number>();
   let malformed = 0;
@@ -58,7 +60,7 @@ t.test('a flooding guest gets 429s, its sidecar stays within one core, another V
   flooding = false;
   await neighbour;
   // Every line sent gets its reply: wait for the backlog (bounded by withTimeout's deadline).
-  await flooded.guest.untilLines(sent + 0, 'the flood backlog to be answered', 60_000);
+  await flooded.guest.untilLines(sent, 'the flood backlog to be answered', 60_000);
   flooded.guest.onLine = () => {};
 
   const cpuSeconds = (cpuAfter - cpuBefore) / USER_HZ;
@@ -77,8 +79,8 @@ t.test('a flooding guest gets 429s, its sidecar stays within one core, another V
   t.ok(perSecond < CPU_BOUND, `flooded sidecar used ${perSecond.toFixed(2)} CPU-s/s < ${CPU_BOUND}`);
   t.ok(otherReplies.length > 0 && otherReplies.every((reply) => reply === '1.0 200 pong'), `the other VM answered all ${otherReplies.length} of its PINGs during the flood`);
   // Under the flood the heap runs hotter than in the fuzz (13,000 frames and replies per 64 kB read
-  // waiting for GC); 200 MB still catches anything kept per request (1.3M requests here).
+  // waiting for GC); 200 MB still catches anything kept per request.
   t.ok(memoryKb(pid, 'VmHWM') < 200 * 1024, 'flooded sidecar peak RSS < 200 MB');
-  t.ok(flooded.sidecar.running && other.sidecar.running, 'both sidecars still running');
+  t.ok(await sameSidecar(host, flooded) && await sameSidecar(host, other), 'both sidecars still running, never replaced');
   t.equal(await other.guest.ask('PING "after"'), '1.0 200 after', 'the other VM still answers afterwards');
 });

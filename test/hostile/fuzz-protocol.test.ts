@@ -5,7 +5,7 @@
 
 import fc from 'fast-check';
 import t from 'tap';
-import type { HostSnapshot } from '../../cache/sample.js';
+import type { HostSnapshot } from '../../daemon/sample.js';
 import { decideAccess, type Access } from '../../policies/access.js';
 import { ITEM_NAMES, type ItemName } from '../../policies/items.js';
 import { FRESH_LIMITER, type LimiterState } from '../../policies/rate-limiter.js';

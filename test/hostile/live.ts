@@ -1,75 +1,60 @@
-// Real processes for the live hostile-guest tests: one hostinfo-cache, and per VM a paused QEMU (for
-// QMP), a unix socket standing in for QEMU's chardev end (GuestEnd, which hands reply lines to a
-// callback for volume), and a real hostinfo-sidecar.
+// Real processes for the live hostile-guest tests: a real hostinfod, and per VM a paused QEMU (for
+// QMP), the test's GuestEnd in place of QEMU's chardev end (it hands reply lines to a callback for
+// volume) and the sidecar the daemon runs for it, as the sidecar user. Policies are files the
+// daemon watches; what the sidecar does is read from its log and from /proc.
 
-import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startQemu, type Qemu } from '../fixtures/qmp/qemu.js';
-import { GuestEnd } from '../helpers/guest-end.js';
-import { binPath, spawnLogged, type LoggedProcess, type Teardown } from '../helpers/logged-process.js';
+import type { GuestEnd } from '../helpers/guest-end.js';
+import { readLogFile } from '../helpers/log-file.js';
+import type { LoggedProcess, LogLine, Teardown } from '../helpers/logged-process.js';
+import { processAlive } from '../helpers/proc-stats.js';
+import {
+  changePolicy as rewritePolicy, makeSite, stageVm, startBareDaemon, waitForSidecar, waitForSidecarLine, WIDE_GUEST_BUDGET, writePolicy,
+  type Site, type StagedVm,
+} from '../helpers/served-vm.js';
 
-const SIDECAR = binPath('sidecar/main.js');
-const CACHE = binPath('cache/main.js');
+export { cpuTicks, memoryKb, USER_HZ } from '../helpers/proc-stats.js';
 
 export interface Host {
-  readonly dir: string;
-  readonly config: string;
-  readonly cacheSocket: string;
-  readonly cache: LoggedProcess;
+  readonly site: Site;
+  readonly daemon: LoggedProcess;
 }
 
-export async function startHost(t: Teardown): Promise<Host> {
-  const dir = await mkdtemp(join(tmpdir(), 'hostinfo-hostile-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  await mkdir(join(dir, 'policies'));
-  const config = join(dir, 'hostinfo.toml');
-  await writeFile(config, 'enabled = true\npolicy_dir = "policies"\nruntime_dir = "run"\n[cache]\ninterval = 0.5\nmax_age = 5.0\n');
-  const cacheSocket = join(dir, 'cache.sock');
-  const cache = spawnLogged(t, CACHE, ['--config', config, '--socket', cacheSocket]);
-  await cache.waitFor('listening');
-  return { dir, config, cacheSocket, cache };
+/**
+ * `budget: 'wide'` lifts the per-guest flood budget (100 lines/s by default) out of the way, for
+ * tests about what the request path does with volume; the budget itself is budget.test.ts's.
+ */
+export async function startHost(t: Teardown, options: { budget: 'wide' | 'default' }): Promise<Host> {
+  const site = await makeSite(t, { policy: 'enabled = false\n', extraConfig: options.budget === 'wide' ? WIDE_GUEST_BUDGET : '', interval: 0.5, maxAge: 5 });
+  return { site, daemon: await startBareDaemon(t, site) };
 }
 
 export interface Vm {
   readonly name: string;
-  readonly policyFile: string;
-  readonly qemu: Qemu;
+  readonly staged: StagedVm;
   readonly guest: GuestEnd;
-  readonly sidecar: LoggedProcess;
+  readonly qemuPid: number;
+  readonly sidecarPid: number;
 }
 
+/** A staged VM under its own <name>.toml, once its sidecar has host data. */
 export async function startVm(t: Teardown, host: Host, name: string, policy: string): Promise<Vm> {
-  const policyFile = join(host.dir, 'policies', `${name}.toml`);
-  await writeFile(policyFile, policy);
-  const qemu = await startQemu(t, ['-name', name, '-smp', '1']);
-  const guest = await GuestEnd.listen(t, join(host.dir, `${name}.guest.sock`));
-  const sidecar = spawnLogged(t, SIDECAR, ['--qmp', qemu.socketPath, '--guest', guest.path, '--config', host.config, '--cache', host.cacheSocket, '--qemu-pid', String(qemu.pid)]);
-  await guest.connected();
-  await sidecar.waitFor('cache-data');
-  return { name, policyFile, qemu, guest, sidecar };
+  await writePolicy(host.site, name, policy);
+  const staged = await stageVm(t, host.site, name, { qemuArgs: ['-smp', '1'] });
+  const served = await waitForSidecar(host.site, name);
+  await waitForSidecarLine(host.site, name, (line) => line['event'] === 'host-data');
+  return { name, staged, guest: staged.guest, qemuPid: staged.qemuPid, sidecarPid: served.sidecar.pid };
 }
 
-/** Rewrites a VM's policy and waits for the sidecar to log the new decision. */
-export async function changePolicy(vm: Vm, text: string): Promise<void> {
-  const from = vm.sidecar.lines.length;
-  await writeFile(vm.policyFile, text);
-  await vm.sidecar.waitFor('policy', from);
+/** Rewrites a VM's policy and waits for its sidecar to log the daemon's new decision. */
+export async function changePolicy(host: Host, vm: Vm, text: string): Promise<LogLine> {
+  return rewritePolicy(host.site, vm.name, vm.name, text);
 }
 
-/** Fields of /proc/<pid>/status, in kB, e.g. VmHWM (peak RSS) and VmRSS. */
-export function memoryKb(pid: number, field: 'VmHWM' | 'VmRSS'): number {
-  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (match === null) throw new Error(`no ${field} for ${pid}`);
-  return Number(match[1]);
+export function sidecarLines(host: Host, vm: Vm): Promise<LogLine[]> {
+  return readLogFile(host.site.sidecarLog(vm.name));
 }
 
-/** utime + stime of a process, in clock ticks (USER_HZ, 100 on Linux x86). */
-export function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name, which is in parentheses and may contain spaces.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
+/** The first sidecar still runs and is still the VM's: it never crashed nor was replaced. */
+export async function sameSidecar(host: Host, vm: Vm): Promise<boolean> {
+  return processAlive(vm.sidecarPid) && (await waitForSidecar(host.site, vm.name)).sidecar.pid === vm.sidecarPid;
 }
-export const USER_HZ = 100;
