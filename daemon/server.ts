@@ -224,8 +224,11 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
       const parsed = text instanceof ProtocolError ? { ok: false as const, error: text } : parseControlMessage(text);
       if (!parsed.ok) return this.#endControl(ws, parsed.error);
       ws.send(JSON.stringify(this.#options.status()), () => ws.close(1000, 'done'));
-      // Nothing more is read from a connection that has had its answer.
+      // Nothing more is read from a connection that has had its answer, so its close frame will
+      // never be seen either: the peer gets the idle bound to read its reply, then is cut off
+      // (rather than held for ws's 30 s close timeout).
       (ws as unknown as { _socket: Socket })._socket.pause();
+      setTimeout(() => ws.terminate(), this.#options.controlIdleMs).unref();
     });
   }
 

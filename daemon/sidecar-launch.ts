@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GUEST_SOCKET, LOGS_DIR, QMP_SOCKET, openLogNoFollow } from '../common/runtime-tree.js';
 import { findAccount, findAccountByUid, type Account } from './passwd.js';
+import { systemTool } from './system-tools.js';
 import { connectWhenListening, type VmDirOwner } from './vm-dir.js';
 
 export const SIDECAR_MAIN = fileURLToPath(new URL('../sidecar/main.js', import.meta.url));
@@ -34,6 +35,16 @@ export function sidecarAccount(owner: VmDirOwner, daemonUid: number, sidecarUser
   if (account === undefined) return `sidecar_user "${sidecarUser}" does not exist (create it: useradd --system --no-create-home --shell /usr/sbin/nologin ${sidecarUser}), and sidecars never run as root`;
   if (account.uid === 0) return `sidecar_user "${sidecarUser}" is root; sidecars never run as root`;
   return { kind: 'account', uid: account.uid, gid: account.gid };
+}
+
+/**
+ * setpriv execs the sidecar (same pid) with no way back to privilege: no_new_privs (a setuid
+ * binary gains nothing), and when root starts it, the target uid and gid, no supplementary
+ * groups, and empty inheritable and bounding capability sets.
+ */
+function privileges(account: SidecarAccount): string[] {
+  if (account.kind === 'as-daemon') return ['--no-new-privs'];
+  return ['--reuid', String(account.uid), '--regid', String(account.gid), '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs'];
 }
 
 export interface SidecarLaunch {
@@ -62,11 +73,9 @@ export async function launchSidecar(launch: SidecarLaunch): Promise<LaunchedSide
   const log = openLogNoFollow(join(launch.runtimeDir, LOGS_DIR, `${launch.id}.sidecar.log`));
   try {
     const reach = sockets === undefined ? ['--qmp', qmpPath, '--guest', guestPath] : ['--qmp-fd', String(QMP_FD), '--guest-fd', String(GUEST_FD)];
-    const args = [SIDECAR_MAIN, '--channel-fd', String(CHANNEL_FD), ...reach, '--qemu-pid', String(launch.qemuPid)];
-    const ids = launch.account.kind === 'account' ? { uid: launch.account.uid, gid: launch.account.gid } : {};
-    const child = spawn(process.execPath, args, {
+    const sidecar = [process.execPath, SIDECAR_MAIN, '--channel-fd', String(CHANNEL_FD), ...reach, '--qemu-pid', String(launch.qemuPid)];
+    const child = spawn(systemTool('setpriv'), [...privileges(launch.account), '--', ...sidecar], {
       stdio: ['ignore', log, log, 'pipe', ...(sockets ?? [])],
-      ...ids,
       // Nothing of the daemon's environment is the sidecar's business.
       env: {},
       cwd: '/',

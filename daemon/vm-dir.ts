@@ -7,6 +7,7 @@ import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, rmSync 
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { VM_RECORD_FILE } from '../common/runtime-tree.js';
+import { systemTool } from './system-tools.js';
 import { MAX_VM_RECORD_BYTES, parseVmRecord, type VmRecordResult } from '../common/vm-record.js';
 
 export interface VmDirOwner {
@@ -67,7 +68,7 @@ export async function removeVmDir(dir: string, owner: VmDirOwner, daemonUid: num
     return;
   }
   await new Promise<void>((resolve, reject) => {
-    const rm = spawn('rm', ['-rf', '--one-file-system', '--', dir], { uid: owner.uid, gid: owner.gid, stdio: 'ignore', env: {}, cwd: '/' });
+    const rm = spawn(systemTool('rm'), ['-rf', '--one-file-system', '--', dir], { uid: owner.uid, gid: owner.gid, stdio: 'ignore', env: {}, cwd: '/' });
     rm.once('error', reject);
     rm.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`rm -rf ${dir} as uid ${owner.uid} exited ${code}`))));
   });

@@ -124,9 +124,16 @@ function checkExistingRuntimeDir(runtimeDir: string, uid: number): void {
   }
 }
 
-/** An autostarted daemon reads the same policy directory as this launcher was told to. */
+/**
+ * An autostarted daemon outlives this VM and serves the next ones: it gets none of this caller's
+ * environment (a VM manager's, say) beyond PATH and hostinfo's own settings, and reads the same
+ * policy directory as this launcher was told to.
+ */
 function daemonEnv(flags: LauncherFlags): NodeJS.ProcessEnv {
-  return flags.policyDir === undefined ? process.env : { ...process.env, HOSTINFO_POLICY_DIR: resolve(flags.policyDir) };
+  const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin' };
+  for (const [key, value] of Object.entries(process.env)) if (key.startsWith('HOSTINFO_') && key !== 'HOSTINFO_FRONT_PID') env[key] = value;
+  if (flags.policyDir !== undefined) env['HOSTINFO_POLICY_DIR'] = resolve(flags.policyDir);
+  return env;
 }
 
 // Before anything can be started: what the caller left open (libvirt's monitor socket, virtlogd's

@@ -151,14 +151,17 @@ export function status(site: Site, timeoutMs = 5_000): Promise<StatusReply> {
 
 /** Polls the control socket until `find` picks something out of a status reply. */
 export async function waitForStatus<T>(site: Site, what: string, find: (reply: StatusReply) => T | undefined, ms = 30_000): Promise<T> {
+  let gaveUp = false;
   return withTimeout((async () => {
-    for (;;) {
+    // A wait that timed out must not poll on and keep the test file alive.
+    for (; !gaveUp;) {
       const reply = await status(site).catch(() => undefined);
       const found = reply === undefined ? undefined : find(reply);
       if (found !== undefined) return found;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-  })(), what, ms);
+    throw new Error('gave up');
+  })(), what, ms).finally(() => { gaveUp = true; });
 }
 
 export const vmStatus = (reply: StatusReply, id: string): VmStatus | undefined => reply.vms.find((vm) => vm.id === id);

@@ -31,9 +31,9 @@ t.test('the sidecar of a root-owned VM runs unprivileged, in /, with nothing inh
   t.equal(statusField(pid, 'CapEff'), '0000000000000000', 'no effective capabilities');
   t.equal(statusField(pid, 'CapPrm'), '0000000000000000', 'no permitted capabilities');
   t.equal(statusField(pid, 'CapAmb'), '0000000000000000', 'no ambient capabilities');
-  t.equal(statusField(pid, 'NoNewPrivs'), '1', 'no_new_privs: a compromised sidecar cannot gain privileges through a setuid binary', {
-    todo: 'daemon/sidecar-launch.ts spawns node directly; nothing sets PR_SET_NO_NEW_PRIVS (e.g. spawning through `setpriv --no-new-privs`)',
-  });
+  t.equal(statusField(pid, 'NoNewPrivs'), '1', 'no_new_privs: a compromised sidecar cannot gain privileges through a setuid binary');
+  t.equal(statusField(pid, 'CapBnd'), '0000000000000000', 'an empty capability bounding set');
+  t.equal(statusField(pid, 'CapInh'), '0000000000000000', 'no inheritable capabilities');
 
   t.equal(cwdOf(pid), '/', 'cwd /');
   t.same(environOf(pid), [], 'an empty environment');
