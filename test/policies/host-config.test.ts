@@ -30,16 +30,16 @@ t.test('without any config file everything is off, with the documented paths', a
   // The default path is /etc/hostinfo/hostinfo.toml; on a test machine it does not exist.
   t.same(await loadHostConfig({}, missing), {
     file: undefined, enabled: false, policyDir: DEFAULT_POLICY_DIR, runtimeDir: '/run/hostinfo', group: undefined,
-    cache: { intervalSeconds: 1, maxAgeSeconds: 5 },
+    cache: { intervalSeconds: 1, maxAgeSeconds: 5 }, sidecarUser: 'hostinfo', guest: { linesPerSecond: 100, bytesPerSecond: 16384 },
   });
   t.equal((await loadHostConfig({}, { ...USER, env: { XDG_RUNTIME_DIR: '/run/user/1000' } })).runtimeDir, '/run/user/1000/hostinfo');
 });
 
 t.test('a config file sets everything; relative paths are relative to the file', async (t) => {
-  const file = await configFile('enabled = true\npolicy_dir = "policies"\nruntime_dir = "/tmp/rt"\ngroup = "kvm"\n[cache]\ninterval = 0.5\nmax_age = 2\n');
+  const file = await configFile('enabled = true\npolicy_dir = "policies"\nruntime_dir = "/tmp/rt"\ngroup = "kvm"\nsidecar_user = "hi-sidecar"\n[cache]\ninterval = 0.5\nmax_age = 2\n[guest]\nlines_per_second = 7\nbytes_per_second = 4096\n');
   t.same(await loadHostConfig({ configPath: file }, USER), {
     file, enabled: true, policyDir: join(file, '..', 'policies'), runtimeDir: '/tmp/rt', group: 'kvm',
-    cache: { intervalSeconds: 0.5, maxAgeSeconds: 2 },
+    cache: { intervalSeconds: 0.5, maxAgeSeconds: 2 }, sidecarUser: 'hi-sidecar', guest: { linesPerSecond: 7, bytesPerSecond: 4096 },
   });
 });
 
@@ -82,6 +82,12 @@ t.test('validation errors name file, line, key, expected and received', async (t
     ['[cache]\ninterval = 2\nmax_age = 1', { code: 'CONFIG_RANGE', line: 3, key: 'cache.max_age', expected: 'at least cache.interval (2)', received: '1' }],
     ['[cache]\nmax_age = 0.5', { code: 'CONFIG_RANGE', key: 'cache.max_age', expected: 'at least cache.interval (1)' }],
     ['enabled = true\n[cache', { code: 'CONFIG_SYNTAX', line: 2 }],
+    ['sidecar_user = ""', { code: 'CONFIG_RANGE', key: 'sidecar_user', expected: 'a non-empty string' }],
+    ['sidecar_user = 0', { code: 'CONFIG_TYPE', key: 'sidecar_user' }],
+    ['[guest]\nlines = 5', { code: 'CONFIG_UNKNOWN_KEY', line: 2, key: 'guest.lines' }],
+    ['[guest]\nlines_per_second = 0', { code: 'CONFIG_RANGE', line: 2, key: 'guest.lines_per_second', received: '0' }],
+    ['[guest]\nlines_per_second = 1.5', { code: 'CONFIG_TYPE', key: 'guest.lines_per_second' }],
+    ['[guest]\nbytes_per_second = 255', { code: 'CONFIG_RANGE', key: 'guest.bytes_per_second', received: '255' }],
   ];
   for (const [text, expected] of cases) {
     t.match(thrown(() => parseHostConfig(text, '/etc/hostinfo/hostinfo.toml')), { file: '/etc/hostinfo/hostinfo.toml', ...expected }, JSON.stringify(text));

@@ -7,5 +7,10 @@ t.test('each status lands in exactly one bucket besides requests', async (t) => 
   statuses.forEach((status, index) => {
     counters = countRequest(counters, status, 1000 + index);
   });
-  t.same(counters, { requests: 8, ok: 2, denied: 1, rateLimited: 1, errors: 4, lastRequestAt: 1007 });
+  t.same(counters, { requests: 8, ok: 2, denied: 1, rateLimited: 1, errors: 4, droppedBytes: 0, droppedLines: 0, lastRequestAt: 1007 });
+});
+
+t.test('counting a request keeps the guest-budget drops', async (t) => {
+  const counted = countRequest({ ...ZERO_COUNTERS, droppedBytes: 512, droppedLines: 9 }, 200, 5);
+  t.match(counted, { requests: 1, ok: 1, droppedBytes: 512, droppedLines: 9 });
 });
