@@ -1,7 +1,9 @@
 // Per-VM token bucket, written as the equivalent GCRA (generic cell rate algorithm) so that the
 // whole state is one number and every decision is exact at a given instant: `burst` requests
 // may come back to back, then one more per `interval`. The clock is the caller's, which keeps
-// the request path pure and the tests free of sleeps.
+// the request path pure and the tests free of sleeps. It must be monotonic (the sidecar's
+// performance.now): `fullAt` is an instant on that clock, so on a wall clock stepped back by X
+// every request would be refused with "retry after X ms".
 
 export interface RateLimit {
   /** Sustained spacing between requests, milliseconds. */

@@ -27,6 +27,10 @@ export class AuditLog {
     this.#rate = rate;
   }
 
+  /**
+   * `now`: monotonic ms (the sidecar's performance.now clock), never the wall clock: a wall
+   * clock stepped back by X would leave every request unlogged for X.
+   */
   record(vm: string, command: string, status: Status, now: number): void {
     const decision = takeToken(this.#rate, this.#limiter, now);
     this.#limiter = decision.state;

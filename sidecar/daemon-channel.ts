@@ -4,6 +4,7 @@
 
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
 import {
   type AccessMessage, type CountersMessage, type ErrorMessage, type HelloMessage, MAX_SERVER_MESSAGE_BYTES,
@@ -27,15 +28,26 @@ export interface DaemonChannelEvents {
   closed: [code: number, reason: string];
 }
 
+export interface DaemonChannelOptions {
+  /**
+   * Monotonic ms (default performance.now), stamped on each sample as it arrives. It must be the
+   * clock the sidecar measures ages on (SidecarOptions.clock.monotonic, same default).
+   */
+  readonly monotonic?: () => number;
+}
+
 export class DaemonChannel extends EventEmitter<DaemonChannelEvents> {
   readonly #ws: WebSocket;
+  readonly #monotonic: () => number;
   #access: AccessMessage | undefined;
   #latest: ReceivedSample | undefined;
+  #latestReceivedAt: number | undefined;
   #seq = 0;
   #pending: string[] = [];
 
-  constructor(socket: Socket) {
+  constructor(socket: Socket, options: DaemonChannelOptions = {}) {
     super();
+    this.#monotonic = options.monotonic ?? (() => performance.now());
     // ws opens an HTTP upgrade over whatever createConnection returns: here, the inherited pair.
     this.#ws = new WebSocket('ws://hostinfod/', { createConnection: () => socket, maxPayload: MAX_SERVER_MESSAGE_BYTES, perMessageDeflate: false });
     this.#ws.on('open', () => {
@@ -52,6 +64,9 @@ export class DaemonChannel extends EventEmitter<DaemonChannelEvents> {
         this.emit('access', message);
       } else if (message.type === 'sample') {
         if (message.seq <= this.#seq && message.seq !== this.#latest?.seq) return this.#invalid(`sample seq ${message.seq} after ${this.#seq}`);
+        // The same seq again is the same sample refiltered under a new decision: it is no
+        // younger than when it first came, so it keeps that arrival time.
+        if (message.seq !== this.#latest?.seq) this.#latestReceivedAt = this.#monotonic();
         this.#seq = message.seq;
         this.#latest = { seq: message.seq, snapshot: { takenAt: message.takenAt, values: message.values } };
         this.emit('sample', this.#latest);
@@ -70,6 +85,15 @@ export class DaemonChannel extends EventEmitter<DaemonChannelEvents> {
 
   get latest(): ReceivedSample | undefined {
     return this.#latest;
+  }
+
+  /**
+   * When `latest` arrived, in monotonic ms on this channel's clock; undefined until a sample has.
+   * The sample's age is judged on this alone: its takenAt is the daemon's wall clock, epoch ms,
+   * which no monotonic clock can be compared with (see HeldSample in request-handler.ts).
+   */
+  get latestReceivedAt(): number | undefined {
+    return this.#latestReceivedAt;
   }
 
   hello(qmp: HelloMessage['qmp']): void {

@@ -1,8 +1,13 @@
-// The whole guest request path as one pure function: (access, limiter, newest snapshot, VM facts,
+// The whole guest request path as one pure function: (access, limiter, newest sample, VM facts,
 // now, frame) → reply. The I/O layer feeds it frames and writes what it returns; nothing here
 // reads a file, a socket or a clock, so every status can be tested at an exact instant.
+//
+// Two clocks come in, and each has one use. `now` is monotonic (performance.now() in the sidecar):
+// the rate limiter and every age are measured on it, so an NTP step of the wall clock can neither
+// lock a guest out (a step back by X used to mean "retry after X ms") nor make data look fresher
+// or staler than it is. `wallNow` is epoch ms and is only what hosttime reports.
 
-import type { HostSnapshot } from '../daemon/sample.js';
+import type { PartialHostValues } from '../daemon/sample.js';
 import type { Access } from '../policies/access.js';
 import { isHostItemName, isItemName, type ItemName } from '../policies/items.js';
 import { takeToken, type LimiterState } from '../policies/rate-limiter.js';
@@ -22,18 +27,40 @@ const MAX_ECHOED_COMMAND = 32;
 export interface VmFacts {
   /** e.g. `QEMU 7.2.22`, from QMP query-version; undefined until QMP has answered. */
   readonly hypervisor: string | undefined;
+  /** `measuredAt`: monotonic ms, on the same clock as RequestContext.now. */
   readonly vcpuDelay: { readonly percent: number; readonly measuredAt: number } | undefined;
+}
+
+/**
+ * The newest host sample as the sidecar holds it. Its age is counted from `receivedAt`, the
+ * sidecar's own monotonic time when the sample arrived over the channel, and from nothing else:
+ * the daemon's `takenAt` is epoch ms on the daemon's wall clock, which cannot be compared with
+ * a monotonic clock (and, compared with the sidecar's wall clock, turns every NTP step into a
+ * spurious 503 or a stale sample served). The time a sample spent in the daemon before it was
+ * sent is not counted: the daemon sends each sample as it takes it, and a newly attached (or
+ * slow) sidecar the newest one, at most one sampling interval old while the daemon samples. A
+ * daemon that stops sampling stops sending new samples, so what the sidecar holds then ages out
+ * here (a sidecar attached after sampling stopped serves the last sample for max_age once).
+ * The daemon's takenAt is kept from going backwards on its side (daemon/sampler.ts) for its
+ * own subscribers; the sidecar does not use it.
+ */
+export interface HeldSample {
+  readonly values: PartialHostValues;
+  /** Monotonic ms, on the same clock as RequestContext.now. */
+  readonly receivedAt: number;
 }
 
 export interface RequestContext {
   readonly access: Access;
   readonly limiter: LimiterState;
-  readonly snapshot: HostSnapshot | undefined;
+  readonly sample: HeldSample | undefined;
   readonly vm: VmFacts;
-  /** Samples older than this are not served. */
+  /** Samples (host and vCPU) older than this are not served. */
   readonly maxAgeMs: number;
-  /** Wall-clock epoch milliseconds of this request. */
+  /** Monotonic milliseconds of this request: the rate limiter's clock and every age's. Never epoch ms. */
   readonly now: number;
+  /** Wall-clock epoch milliseconds of this request: what hosttime reports, and nothing else. */
+  readonly wallNow: number;
   /** Package version, for VERSION. */
   readonly version: string;
 }
@@ -97,7 +124,7 @@ function answer(context: RequestContext, items: readonly ItemName[], command: st
 }
 
 function itemReply(context: RequestContext, item: ItemName): Reply {
-  if (item === 'hosttime') return ok(hostTimeText(context.now));
+  if (item === 'hosttime') return ok(hostTimeText(context.wallNow));
   if (item === 'hypervisor') {
     return context.vm.hypervisor === undefined ? unavailable('hypervisor version not known yet') : ok(context.vm.hypervisor);
   }
@@ -107,16 +134,17 @@ function itemReply(context: RequestContext, item: ItemName): Reply {
     return isStale(context, delay.measuredAt) ?? ok(vcpuDelayText(delay.percent));
   }
   if (!isHostItemName(item)) return { status: STATUS.internalError, text: `no source for ${item}` };
-  const snapshot = context.snapshot;
-  if (snapshot === undefined) return unavailable('no sample from the host cache yet');
-  const stale = isStale(context, snapshot.takenAt);
+  const sample = context.sample;
+  if (sample === undefined) return unavailable('no sample from the host cache yet');
+  const stale = isStale(context, sample.receivedAt);
   if (stale !== undefined) return stale;
-  const text = hostItemText(item, snapshot.values);
+  const text = hostItemText(item, sample.values);
   return text === undefined ? unavailable(`${item} is not available on this host`) : ok(text);
 }
 
-function isStale(context: RequestContext, measuredAt: number): Reply | undefined {
-  const ageMs = context.now - measuredAt;
+/** `since` and context.now are both monotonic: a wall-clock step changes no age. */
+function isStale(context: RequestContext, since: number): Reply | undefined {
+  const ageMs = context.now - since;
   return ageMs > context.maxAgeMs ? unavailable(`newest sample is ${(ageMs / 1000).toFixed(1)} s old`) : undefined;
 }
 

@@ -4,6 +4,7 @@
 // daemon decides, the sidecar applies.
 
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { AccessMessage, VmCounters } from '../daemon/messages.js';
 import { HOSTINFO_VERSION } from '../common/version.js';
 import type { Access } from '../policies/access.js';
@@ -14,7 +15,7 @@ import type { DaemonChannel } from './daemon-channel.js';
 import { GuestPort, type Backoff } from './guest-port.js';
 import type { GuestFrame } from './protocol/line-decoder.js';
 import { QmpClient, QmpConnectError, queryCpusFast, queryName, queryUuid, queryVersion, type QmpConnectedSocket, type QmpEvent } from './qmp/index.js';
-import { handleGuestFrame, type VmFacts } from './request-handler.js';
+import { handleGuestFrame, type HeldSample, type VmFacts } from './request-handler.js';
 import { delayPercent, readRunDelays, type DelayReading } from './vcpu-delay.js';
 
 /** Counters go to the daemon at most this often, however fast the guest asks. */
@@ -30,6 +31,23 @@ export interface SidecarLog {
   error(fields: object, message?: string): void;
 }
 
+/**
+ * The sidecar's two clocks. `monotonic` (ms, performance.now) drives the rate limiter, the audit
+ * limiter and every age (host sample, vCPU measurement): a wall-clock step must not change any
+ * of them. It must be the clock the DaemonChannel stamps samples with (both default to
+ * performance.now). `wall` (epoch ms, Date.now) is only for what people and guests read as a
+ * time: hosttime and the counters' lastRequestAt.
+ */
+export interface SidecarClock {
+  monotonic(): number;
+  wall(): number;
+}
+
+export const SYSTEM_CLOCK: SidecarClock = {
+  monotonic: () => performance.now(),
+  wall: () => Date.now(),
+};
+
 export interface GuestReach {
   readonly connect: () => Socket;
   readonly reconnect: Backoff | false;
@@ -42,8 +60,8 @@ export interface SidecarOptions {
   readonly guest: GuestReach;
   readonly qemuPid: number | undefined;
   readonly log: SidecarLog;
-  /** Wall clock, epoch ms. */
-  readonly now?: () => number;
+  /** Default SYSTEM_CLOCK; tests step the wall clock to show nothing but hosttime follows it. */
+  readonly clock?: SidecarClock;
 }
 
 export interface Stopped {
@@ -67,7 +85,7 @@ export function accessOf(message: AccessMessage): Access {
 
 export class Sidecar {
   readonly #options: SidecarOptions;
-  readonly #now: () => number;
+  readonly #clock: SidecarClock;
   readonly #qmp = new QmpClient();
   #identity: VmIdentityFacts | undefined;
   #guest: GuestPort | undefined;
@@ -84,7 +102,7 @@ export class Sidecar {
 
   constructor(options: SidecarOptions) {
     this.#options = options;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock ?? SYSTEM_CLOCK;
     this.#audit = new AuditLog((record: AuditRecord) => options.log.info({ event: 'request', ...record }));
     this.#stopped = new Promise((resolve) => { this.#resolveStopped = resolve; });
   }
@@ -179,16 +197,20 @@ export class Sidecar {
     return decided;
   }
 
-  /** QEMU creates its QMP socket a moment after it starts: a path is retried until it answers. */
+  /**
+   * QEMU creates its QMP socket a moment after it starts: a path is retried until it answers.
+   * The deadline bounds real waiting (timers), so it is on the real monotonic clock, not on an
+   * injected one.
+   */
   async #connectQmp(): Promise<void> {
     const target = this.#options.qmp;
-    const deadline = Date.now() + QMP_CONNECT_TIMEOUT_MS;
+    const deadline = performance.now() + QMP_CONNECT_TIMEOUT_MS;
     for (;;) {
       try {
-        await this.#qmp.connect(target, { timeoutMs: Math.max(1, deadline - Date.now()) });
+        await this.#qmp.connect(target, { timeoutMs: Math.max(1, Math.ceil(deadline - performance.now())) });
         return;
       } catch (error) {
-        if (typeof target !== 'string' || !(error instanceof QmpConnectError) || Date.now() >= deadline || this.#stopping !== undefined) throw error;
+        if (typeof target !== 'string' || !(error instanceof QmpConnectError) || performance.now() >= deadline || this.#stopping !== undefined) throw error;
         await new Promise((resolve) => setTimeout(resolve, QMP_RETRY_MS));
       }
     }
@@ -208,30 +230,39 @@ export class Sidecar {
   #answer(frame: GuestFrame): string | undefined {
     const access = this.#options.channel.access;
     if (access === undefined) return undefined;
-    const now = this.#now();
+    const now = this.#clock.monotonic();
+    const wallNow = this.#clock.wall();
     const outcome = handleGuestFrame({
       access: this.#access,
       limiter: this.#limiter,
-      snapshot: this.#options.channel.latest?.snapshot,
+      sample: this.#heldSample(),
       vm: this.#vm,
       maxAgeMs: access.maxAgeMs,
       now,
+      wallNow,
       version: HOSTINFO_VERSION,
     }, frame);
     this.#limiter = outcome.limiter;
     if (outcome.audit !== undefined) {
-      this.#counters = countRequest(this.#counters, outcome.audit.status, now);
+      // lastRequestAt is read by people (hostinfod status): epoch ms.
+      this.#counters = countRequest(this.#counters, outcome.audit.status, wallNow);
       this.#countersDirty = true;
       this.#audit.record(access.vm.name, outcome.audit.command, outcome.audit.status, now);
     }
     return outcome.reply;
   }
 
+  /** The newest sample, aged from its arrival here (never from the daemon's takenAt). */
+  #heldSample(): HeldSample | undefined {
+    const { latest, latestReceivedAt } = this.#options.channel;
+    return latest === undefined || latestReceivedAt === undefined ? undefined : { values: latest.snapshot.values, receivedAt: latestReceivedAt };
+  }
+
   #onAccess(message: AccessMessage): void {
     this.#access = accessOf(message);
     this.#guest?.setBudget(message.guest);
     if (this.#access.served) {
-      this.#limiter = rebaseLimiter(this.#access.policy.limit, this.#limiter, this.#now());
+      this.#limiter = rebaseLimiter(this.#access.policy.limit, this.#limiter, this.#clock.monotonic());
       this.#options.log.info({ event: 'policy', served: true, file: message.file, items: message.items, limit: message.limit });
     } else {
       this.#options.log.warn({ event: 'policy', served: false, reason: message.reason }, 'hostinfo not served to this VM');
@@ -269,7 +300,7 @@ export class Sidecar {
       const reading = await readRunDelays(pid() as number, threads);
       const percent = previous === undefined ? undefined : delayPercent(previous, reading);
       previous = reading;
-      if (percent !== undefined) this.#vm = { ...this.#vm, vcpuDelay: { percent, measuredAt: this.#now() } };
+      if (percent !== undefined) this.#vm = { ...this.#vm, vcpuDelay: { percent, measuredAt: this.#clock.monotonic() } };
     };
     void measure();
     this.#every(this.#options.channel.access?.sampleIntervalMs ?? 1000, () => void measure());

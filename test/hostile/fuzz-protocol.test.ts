@@ -5,13 +5,12 @@
 
 import fc from 'fast-check';
 import t from 'tap';
-import type { HostSnapshot } from '../../daemon/sample.js';
 import { decideAccess, type Access } from '../../policies/access.js';
 import { ITEM_NAMES, type ItemName } from '../../policies/items.js';
 import { FRESH_LIMITER, type LimiterState } from '../../policies/rate-limiter.js';
 import { parseVmPolicy } from '../../policies/vm-policy.js';
 import { GuestLineDecoder } from '../../sidecar/protocol/line-decoder.js';
-import { handleGuestFrame, NOT_ENABLED_TEXT, type VmFacts } from '../../sidecar/request-handler.js';
+import { handleGuestFrame, NOT_ENABLED_TEXT, type HeldSample, type VmFacts } from '../../sidecar/request-handler.js';
 import { chunking, cut, fuzzSeed, piece } from './arbitraries.js';
 import { malformed, requestedItem, SENSITIVE_ITEMS, splitLines, statusOf } from './oracle.js';
 
@@ -19,10 +18,11 @@ const SEED = fuzzSeed(20261125);
 /** Sessions per run; each is up to 80 pieces. Chosen so that one run feeds well over 1e6 lines. */
 const RUNS = Number(process.env['HOSTINFO_FUZZ_RUNS'] ?? 34_000);
 const MIN_LINES = Number(process.env['HOSTINFO_FUZZ_MIN_LINES'] ?? 1_000_000);
+/** The session's start on the monotonic clock; the wall clock (hosttime) moves with it here. */
 const NOW = 1_795_613_704_391;
 
-const SNAPSHOT: HostSnapshot = {
-  takenAt: NOW,
+const SNAPSHOT: HeldSample = {
+  receivedAt: NOW,
   values: {
     physcpus: 16, physcores: 8, sockets: 1, cpumodel: 'AMD EPYC 7B13 64-Core Processor', cpumhz: 2450,
     loadavg: [0.52, 0.48, 0.4], cpuusage: { user: 12.5, system: 3.1, iowait: 0.2, steal: 0, idle: 84.2 },
@@ -31,11 +31,11 @@ const SNAPSHOT: HostSnapshot = {
   },
 };
 /** Host data as the sidecar may hold it: fresh, none yet, stale, or with items the host cannot measure. */
-const HOST_DATA: Record<string, HostSnapshot | undefined> = {
+const HOST_DATA: Record<string, HeldSample | undefined> = {
   fresh: SNAPSHOT,
   none: undefined,
-  stale: { ...SNAPSHOT, takenAt: NOW - 60_000 },
-  partial: { takenAt: NOW, values: { physcpus: 16, hostname: 'SECRET-HOSTNAME', vmcount: 987654321 } },
+  stale: { ...SNAPSHOT, receivedAt: NOW - 60_000 },
+  partial: { receivedAt: NOW, values: { physcpus: 16, hostname: 'SECRET-HOSTNAME', vmcount: 987654321 } },
 };
 const VM: VmFacts = { hypervisor: 'QEMU 7.2.22', vcpuDelay: { percent: 2.35, measuredAt: NOW } };
 
@@ -90,7 +90,7 @@ t.test('decoder + handler hold every invariant on generated hostile input', asyn
       const parts = cut(stream, how);
       parts.forEach((chunk, index) => {
         for (const frame of decoder.push(chunk)) {
-          const outcome = handleGuestFrame({ access: policy, limiter, snapshot, vm: VM, maxAgeMs: 10_000, now, version: '0.1.0' }, frame);
+          const outcome = handleGuestFrame({ access: policy, limiter, sample: snapshot, vm: VM, maxAgeMs: 10_000, now, wallNow: now, version: '0.1.0' }, frame);
           limiter = outcome.limiter;
           if (outcome.reply !== undefined) got.push(outcome.reply);
         }

@@ -1,7 +1,7 @@
 // Rate-limit exactness through the pure request path (decoder frame → handleGuestFrame) with an
 // injected clock: over 60 simulated seconds a greedy guest gets burst + floor(60 / interval)
 // answers (± 1 at the window's edge), and every 429's retry-after is exactly the wait to the next
-// allowed instant on the sidecar's millisecond clock. Policies come from TOML text through the
+// allowed instant on the sidecar's monotonic millisecond clock. Policies come from TOML text through the
 // real parser, so intervals such as 1.1 s carry the same floating-point value the sidecar uses.
 
 import fc from 'fast-check';
@@ -14,8 +14,13 @@ import { handleGuestFrame, type VmFacts } from '../../sidecar/request-handler.js
 import { fuzzSeed } from './arbitraries.js';
 
 const SEED = fuzzSeed(20261125);
-/** A wall-clock instant like the sidecar's Date.now(): large, so float rounding is realistic. */
+/**
+ * The limiter runs on the sidecar's monotonic clock (performance.now()); a value as large as an
+ * epoch instant keeps float rounding at least as realistic as a long-running host's.
+ */
 const EPOCH = 1_795_613_704_391;
+/** Wall clock, epoch ms: hosttime only, never asked here. */
+const WALL = EPOCH;
 const WINDOW_MS = 60_000;
 const VM: VmFacts = { hypervisor: undefined, vcpuDelay: undefined };
 const [PING] = new GuestLineDecoder().push(Buffer.from('PING\n')) as [GuestFrame];
@@ -34,7 +39,7 @@ function access(burst: number, interval: string): Access {
 interface Answer { readonly status: number; readonly retryAfterMs: number | undefined; readonly limiter: LimiterState }
 
 function ask(policy: Access, limiter: LimiterState, now: number): Answer {
-  const outcome = handleGuestFrame({ access: policy, limiter, snapshot: undefined, vm: VM, maxAgeMs: 5000, now, version: '0.1.0' }, PING);
+  const outcome = handleGuestFrame({ access: policy, limiter, sample: undefined, vm: VM, maxAgeMs: 5000, now, wallNow: WALL, version: '0.1.0' }, PING);
   const reply = outcome.reply ?? '';
   const retry = /^1\.0 429 too many requests; retry after (\d+) ms\n$/.exec(reply)?.[1];
   const status = Number(reply.slice(4, 7));

@@ -1,15 +1,17 @@
 import t from 'tap';
-import type { HostSnapshot } from '../../daemon/sample.js';
 import type { Access } from '../../policies/access.js';
 import { ITEM_NAMES, type ItemName } from '../../policies/items.js';
 import { FRESH_LIMITER, type LimiterState } from '../../policies/rate-limiter.js';
 import { GuestLineDecoder } from '../../sidecar/protocol/line-decoder.js';
-import { handleGuestFrame, type RequestContext, type VmFacts } from '../../sidecar/request-handler.js';
+import { handleGuestFrame, type HeldSample, type RequestContext, type VmFacts } from '../../sidecar/request-handler.js';
 
-const NOW = 1_795_613_704_391;
+/** Wall clock, epoch ms: hosttime only. */
+const WALL = 1_795_613_704_391;
+/** Monotonic ms (performance.now): the limiter's and every age's clock. */
+const NOW = 52_301_007;
 
-const SNAPSHOT: HostSnapshot = {
-  takenAt: NOW - 400,
+const SAMPLE: HeldSample = {
+  receivedAt: NOW - 400,
   values: {
     physcpus: 16,
     physcores: 8,
@@ -35,7 +37,7 @@ function served(items: readonly ItemName[] = ITEM_NAMES, burst = 1000, intervalM
 }
 
 function context(overrides: Partial<RequestContext> = {}): RequestContext {
-  return { access: served(), limiter: FRESH_LIMITER, snapshot: SNAPSHOT, vm: VM, maxAgeMs: 5000, now: NOW, version: '0.1.0', ...overrides };
+  return { access: served(), limiter: FRESH_LIMITER, sample: SAMPLE, vm: VM, maxAgeMs: 5000, now: NOW, wallNow: WALL, version: '0.1.0', ...overrides };
 }
 
 /** Sends one request line through decoder and handler, as the sidecar does. */
@@ -69,8 +71,8 @@ t.test('every item reads as the protocol table shows', async (t) => {
 });
 
 t.test('fields come in the documented order whatever order the sample had', async (t) => {
-  const shuffled: HostSnapshot = { ...SNAPSHOT, values: { cpuusage: { idle: 1, steal: 2, iowait: 3, system: 4, user: 5 } } };
-  t.equal(ask('cpuusage', context({ snapshot: shuffled })), '1.0 200 user=5.0 system=4.0 iowait=3.0 steal=2.0 idle=1.0\n');
+  const shuffled: HeldSample = { ...SAMPLE, values: { cpuusage: { idle: 1, steal: 2, iowait: 3, system: 4, user: 5 } } };
+  t.equal(ask('cpuusage', context({ sample: shuffled })), '1.0 200 user=5.0 system=4.0 iowait=3.0 steal=2.0 idle=1.0\n');
 });
 
 t.test('PING, HELP and VERSION', async (t) => {
@@ -116,17 +118,17 @@ t.test('a VM that is not served gets the same 403 to everything, PING included',
 });
 
 t.test('503 when the host data is missing, stale or not collected', async (t) => {
-  t.equal(ask('loadavg', context({ snapshot: undefined })), '1.0 503 host statistics unavailable: no sample from the host cache yet\n');
-  t.equal(ask('loadavg', context({ snapshot: { ...SNAPSHOT, takenAt: NOW - 5000 } })), '1.0 200 0.52 0.48 0.40\n', 'exactly max_age is fresh');
-  t.equal(ask('loadavg', context({ snapshot: { ...SNAPSHOT, takenAt: NOW - 5001 } })), '1.0 503 host statistics unavailable: newest sample is 5.0 s old\n');
-  t.equal(ask('pressure', context({ snapshot: { takenAt: NOW, values: { loadavg: [1, 1, 1] } } })), '1.0 503 host statistics unavailable: pressure is not available on this host\n');
+  t.equal(ask('loadavg', context({ sample: undefined })), '1.0 503 host statistics unavailable: no sample from the host cache yet\n');
+  t.equal(ask('loadavg', context({ sample: { ...SAMPLE, receivedAt: NOW - 5000 } })), '1.0 200 0.52 0.48 0.40\n', 'exactly max_age is fresh');
+  t.equal(ask('loadavg', context({ sample: { ...SAMPLE, receivedAt: NOW - 5001 } })), '1.0 503 host statistics unavailable: newest sample is 5.0 s old\n');
+  t.equal(ask('pressure', context({ sample: { receivedAt: NOW, values: { loadavg: [1, 1, 1] } } })), '1.0 503 host statistics unavailable: pressure is not available on this host\n');
   t.equal(ask('hypervisor', context({ vm: { hypervisor: undefined, vcpuDelay: undefined } })), '1.0 503 host statistics unavailable: hypervisor version not known yet\n');
   t.equal(ask('vcpudelay', context({ vm: { hypervisor: undefined, vcpuDelay: undefined } })), '1.0 503 host statistics unavailable: no vCPU measurement yet\n');
   t.equal(ask('vcpudelay', context({ vm: { hypervisor: undefined, vcpuDelay: { percent: 1, measuredAt: NOW - 7000 } } })), '1.0 503 host statistics unavailable: newest sample is 7.0 s old\n');
 });
 
 t.test('PING, HELP, VERSION and hosttime answer without host data', async (t) => {
-  const noData = context({ snapshot: undefined, vm: { hypervisor: undefined, vcpuDelay: undefined } });
+  const noData = context({ sample: undefined, vm: { hypervisor: undefined, vcpuDelay: undefined } });
   t.equal(ask('PING', noData), '1.0 200 pong\n');
   t.match(ask('HELP', noData), /^1\.0 200 ping help version /);
   t.match(ask('VERSION', noData), /^1\.0 200 hostinfo-qemu /);
@@ -163,7 +165,7 @@ t.test('burst 3 interval 1 s at exact instants', async (t) => {
   let limiter: LimiterState = FRESH_LIMITER;
   const at = (now: number): string => {
     const frames = new GuestLineDecoder().push(Buffer.from('physcpus\n'));
-    const outcome = handleGuestFrame(context({ access: served(['physcpus'], 3, 1000), limiter, now, snapshot: { ...SNAPSHOT, takenAt: now } }), frames[0]!);
+    const outcome = handleGuestFrame(context({ access: served(['physcpus'], 3, 1000), limiter, now, sample: { ...SAMPLE, receivedAt: now } }), frames[0]!);
     limiter = outcome.limiter;
     return outcome.reply ?? '';
   };
@@ -186,7 +188,7 @@ t.test('the audit record names the command and status', async (t) => {
 });
 
 t.test('a fault inside the handler costs one request: 500, not a crash', async (t) => {
-  const broken = context({ snapshot: { takenAt: NOW, values: { loadavg: 'not a tuple' as unknown as [number, number, number] } } });
+  const broken = context({ sample: { receivedAt: NOW, values: { loadavg: 'not a tuple' as unknown as [number, number, number] } } });
   t.equal(ask('loadavg', broken), '1.0 500 internal error\n');
   t.equal(ask('PING', broken), '1.0 200 pong\n');
 });
