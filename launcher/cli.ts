@@ -4,7 +4,7 @@
 import type { Transport } from './qemu-args.js';
 
 export const USAGE = `Usage: hostinfo-qemu [--qemu PATH] [--config FILE] [--policy-dir DIR] [--runtime-dir DIR]
-                     [--transport isa-serial|virtio-serial] -- <qemu args>
+                     [--transport isa-serial|virtio-serial] [--quiet] -- <qemu args>
 
 Becomes QEMU (exec) exactly as 'qemu-system-x86_64 <qemu args>' would run: same pid, file
 descriptors, terminal, exit status and signals. Before that it gives the guest a hostinfo port: a
@@ -21,6 +21,9 @@ which runs an unprivileged hostinfo-sidecar that answers the guest according to 
   --runtime-dir DIR    where hostinfod runs and VMs register (default: $HOSTINFO_RUNTIME_DIR, else
                        runtime_dir of the config)
   --transport T        isa-serial (default) or virtio-serial
+  --quiet              do not print the guest port line ("hostinfo: guest port /dev/ttyS1 (COM2)")
+                       nor the note on QEMU options hostinfo-qemu does not know; warnings and
+                       errors are still printed
   --help, --version
 
 Invocations that only ask QEMU something (--help, -version, -machine none, ... help) run QEMU
@@ -35,6 +38,8 @@ export interface LauncherFlags {
   readonly policyDir: string | undefined;
   readonly runtimeDir: string | undefined;
   readonly transport: Transport;
+  /** No guest port line, no note on unknown options. */
+  readonly quiet: boolean;
   readonly qemuArgs: readonly string[];
 }
 
@@ -54,6 +59,7 @@ const VALUE_FLAGS = {
 
 export function parseLauncherFlags(argv: readonly string[]): ParsedLauncherFlags {
   const values: Partial<Record<(typeof VALUE_FLAGS)[keyof typeof VALUE_FLAGS], string>> = {};
+  let quiet = false;
   let index = 0;
   for (; index < argv.length; index += 1) {
     const arg = argv[index] ?? '';
@@ -62,6 +68,11 @@ export function parseLauncherFlags(argv: readonly string[]): ParsedLauncherFlags
     if (arg === '--version') return { kind: 'version' };
     const eq = arg.indexOf('=');
     const name = eq === -1 ? arg : arg.slice(0, eq);
+    if (name === '--quiet') {
+      if (eq !== -1) return { kind: 'error', message: '--quiet takes no value' };
+      quiet = true;
+      continue;
+    }
     if (!Object.hasOwn(VALUE_FLAGS, name)) {
       return {
         kind: 'error',
@@ -85,6 +96,7 @@ export function parseLauncherFlags(argv: readonly string[]): ParsedLauncherFlags
       policyDir: values.policyDir,
       runtimeDir: values.runtimeDir,
       transport,
+      quiet,
       qemuArgs: argv.slice(index + 1),
     },
   };

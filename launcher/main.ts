@@ -15,15 +15,24 @@ import { parseLauncherFlags, USAGE, type LauncherFlags } from './cli.js';
 import { ensureDaemon } from './daemon-starter.js';
 import { scanQemuArgs } from './qemu-args-scan.js';
 import { findQemu } from './qemu-binary.js';
+import { planNotices } from './notices.js';
 import { planAndRegister } from './register.js';
 import { execScript, exitScript } from './shell-plan.js';
 
 const EXIT_USAGE = 2;
 const EXIT_NO_QEMU = 127;
 
-/** With -nographic the terminal may already be raw: a bare LF would not return the cursor. */
+/**
+ * One or more lines on stderr, as given. With -nographic the terminal may already be raw: a bare
+ * LF would not return the cursor, so on a terminal every line ends in CR LF.
+ */
+function tell(text: string): void {
+  const eol = process.stderr.isTTY ? '\r\n' : '\n';
+  process.stderr.write(`${text.split('\n').join(eol)}${eol}`);
+}
+
 function say(message: string): void {
-  process.stderr.write(`hostinfo-qemu: ${message}${process.stderr.isTTY ? '\r\n' : '\n'}`);
+  tell(`hostinfo-qemu: ${message}`);
 }
 
 /** The shell process that will exec QEMU; its pid is the one the caller (or a VM manager) tracks. */
@@ -107,6 +116,7 @@ async function serve(flags: LauncherFlags, pid: number): Promise<Served> {
   }
   if (plan.mode === 'passthrough') return { kind: 'plain' };
   if (plan.readconfig) say('note: options inside -readconfig files are not inspected; check that they leave a serial port free');
+  if (!flags.quiet) for (const line of planNotices(plan)) tell(line);
   return { kind: 'wrapped', args: plan.args };
 }
 

@@ -1,15 +1,38 @@
 // Reads the user's QEMU arguments into the facts the launcher's rewriting depends on. Pure: no
 // file is read (so `-readconfig` contents are invisible, see qemu-args.ts) and nothing is run.
 // Every rule below was checked against QEMU 7.2 (see test/launcher/qemu-real.test.ts and the
-// notes in test/launcher/qemu-args.test.ts).
+// notes in test/launcher/qemu-args.test.ts and qemu-args-set.test.ts).
+//
+// The scan runs in three steps, as QEMU's vl.c does: the argv words are split into options
+// (readOptions), each option is noted in command-line order (noteOption: `-set` changes the
+// key=value `-device` or `-global` with its id defined before it, as QEMU applies it while
+// parsing), and only then are devices, globals and defaults judged (summarize), from the final
+// options: vl.c decides on default devices and creates devices after parsing everything.
 
+import { Buffer } from 'node:buffer';
 import { asksForHelp, isHelpWord, optionValue, parseOptionString, type OptionPair } from './qemu-options.js';
 import { optionArity } from './qemu-options-table.js';
 
-/** One `-device isa-serial` of the user's. `index` undefined = QEMU assigns it from its counter. */
+/** One `-device isa-serial` of the user's, with its final properties. */
 export interface UserIsaSerial {
   readonly json: boolean;
+  /** Undefined: QEMU assigns it (the `-global isa-serial.index`, else its counter). */
   readonly index: number | undefined;
+  /** Undefined: the `-global isa-serial.iobase`, else the standard address of its index. */
+  readonly iobase: number | undefined;
+}
+
+/** What `-global isa-serial.index=` / `.iobase=` give every isa-serial that does not set its own. */
+export interface IsaSerialGlobals {
+  readonly index: number | undefined;
+  readonly iobase: number | undefined;
+}
+
+/** A `-set` that leaves an isa-serial index or iobase QEMU cannot read. */
+export interface UnreadableSet {
+  /** The `-set` value as given, e.g. `device.s1.index=foo`. */
+  readonly set: string;
+  readonly property: string;
 }
 
 export interface ScannedArgs {
@@ -19,7 +42,10 @@ export interface ScannedArgs {
   readonly uuid: string | undefined;
   /** Each `-serial` value in order; `none` included, since it still consumes its index. */
   readonly serials: readonly string[];
+  /** Key=value devices in command-line order, then JSON ones: the order QEMU creates them in. */
   readonly isaSerials: readonly UserIsaSerial[];
+  readonly isaSerialGlobals: IsaSerialGlobals;
+  readonly unreadableSet: UnreadableSet | undefined;
   readonly virtserialportNames: readonly string[];
   readonly nographic: boolean;
   readonly daemonize: boolean;
@@ -47,144 +73,386 @@ const HELP_OPTIONS: ReadonlyMap<string, string | undefined> = new Map([
 
 const MONITOR_OPTIONS: ReadonlySet<string> = new Set(['monitor', 'qmp', 'qmp-pretty', 'mon']);
 
-/** A `-device` value: JSON when it starts with `{` (QEMU 7.2 accepts both forms), else an option string. */
-function deviceProperties(value: string): { driver: string | undefined; props: (key: string) => unknown; json: boolean } {
-  if (value.trimStart().startsWith('{')) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(value);
-    } catch {
-      return { driver: undefined, props: () => undefined, json: true }; // QEMU refuses it; nothing to learn
-    }
-    const object = typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>) : {};
-    const driver = typeof object['driver'] === 'string' ? object['driver'] : undefined;
-    return { driver, props: (key) => object[key], json: true };
-  }
+/** QEMU reads `-set` and legacy `-global` with sscanf `%63[...]`: each part at most 63 bytes. */
+const SSCANF_FIELD_BYTES = 63;
+const fitsField = (text: string): boolean => Buffer.byteLength(text) <= SSCANF_FIELD_BYTES;
+
+// ---------------------------------------------------------------------------------------------
+// Property values
+
+/** One option of a key=value `-device` or `-global`; `set` is the `-set` value that appended it. */
+interface SettablePair extends OptionPair {
+  readonly set?: string;
+}
+
+/** A uint32 property as QEMU ends up reading it. */
+type Uint32Property =
+  | { readonly kind: 'absent' }
+  | { readonly kind: 'number'; readonly value: number }
+  | { readonly kind: 'unreadable'; readonly set: string | undefined };
+
+const ABSENT: Uint32Property = { kind: 'absent' };
+const UINT64_LIMIT = 1n << 64n;
+const UINT32_MAX = 0xffff_ffff;
+
+/**
+ * A uint32 property given as text, read the way QEMU 7.2 reads it (qemu_strtou64 with base 0, then
+ * a range check): leading white space and a sign are allowed, `0x` is hex, a leading `0` octal,
+ * nothing may follow; a negative number wraps modulo 2^64 as strtoull does (`-1` is then out of
+ * range, `-0` is 0). Undefined when QEMU refuses the value.
+ */
+export function parseQemuUint32(text: string): number | undefined {
+  const match = /^[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(text);
+  if (match === null) return undefined;
+  const digits = match[2] ?? '';
+  const magnitude = /^0[xX]/.test(digits) ? BigInt(digits) : digits.startsWith('0') ? BigInt(`0o${digits.slice(1) || '0'}`) : BigInt(digits);
+  if (magnitude >= UINT64_LIMIT) return undefined; // ERANGE
+  const value = match[1] === '-' ? (UINT64_LIMIT - magnitude) % UINT64_LIMIT : magnitude;
+  return value <= BigInt(UINT32_MAX) ? Number(value) : undefined;
+}
+
+/** The property's last occurrence among key=value options (QEMU builds the device from the last). */
+function keyvalUint32(pairs: readonly SettablePair[], key: string): Uint32Property {
+  let last: SettablePair | undefined;
+  for (const pair of pairs) if (pair.key === key) last = pair;
+  if (last === undefined) return ABSENT;
+  const value = parseQemuUint32(last.value);
+  return value === undefined ? { kind: 'unreadable', set: last.set } : { kind: 'number', value };
+}
+
+/** In JSON a uint32 property must be a JSON integer in range (a string is refused). */
+function jsonUint32(raw: unknown): Uint32Property {
+  if (raw === undefined) return ABSENT;
+  if (typeof raw === 'number' && Number.isInteger(raw) && raw >= 0 && raw <= UINT32_MAX) return { kind: 'number', value: raw };
+  return { kind: 'unreadable', set: undefined };
+}
+
+const numberOf = (property: Uint32Property): number | undefined => (property.kind === 'number' ? property.value : undefined);
+
+// ---------------------------------------------------------------------------------------------
+// Devices and globals
+
+/**
+ * A QemuOpts entry that `-set` can reach: a key=value `-device` or a `-global`. Its id is fixed
+ * when it is parsed (the first `id=`, util/qemu-option.c opts_parse_id); later `-set ...id=` only
+ * renames the device QEMU creates, `-set` still finds it by the first.
+ */
+interface SettableOptions {
+  readonly id: string | undefined;
+  readonly pairs: SettablePair[];
+}
+
+/** What the launcher needs to know of one device, from its final options. */
+interface DeviceFacts {
+  readonly json: boolean;
+  readonly driver: string | undefined;
+  readonly index: Uint32Property;
+  readonly iobase: Uint32Property;
+  readonly portName: unknown;
+}
+
+function firstValue(pairs: readonly OptionPair[], key: string): string | undefined {
+  return pairs.find((pair) => pair.key === key)?.value;
+}
+
+/** A key=value `-device`; its first element without `=` is the driver. */
+function keyvalDevice(value: string): SettableOptions {
   const pairs = parseOptionString(value, 'driver');
-  return { driver: optionValue(pairs, 'driver'), props: (key) => optionValue(pairs, key), json: false };
+  return { id: firstValue(pairs, 'id'), pairs };
 }
 
-/** QEMU parses uint32 properties with base auto-detection (`1`, `0x1`); anything else it refuses. */
-function propertyIndex(raw: unknown): number | undefined {
-  if (typeof raw === 'number' && Number.isInteger(raw) && raw >= 0) return raw;
-  if (typeof raw !== 'string' || !/^(0x[0-9a-f]+|[0-9]+)$/i.test(raw)) return undefined;
-  return Number(raw);
+function keyvalDeviceFacts(device: SettableOptions): DeviceFacts {
+  return {
+    json: false,
+    driver: optionValue(device.pairs, 'driver'),
+    index: keyvalUint32(device.pairs, 'index'),
+    iobase: keyvalUint32(device.pairs, 'iobase'),
+    portName: optionValue(device.pairs, 'name'),
+  };
 }
 
-/** `-global isa-serial.prop=v` and `-global driver=isa-serial,...` both switch off the default serial. */
-function globalDriver(value: string): string | undefined {
+/** A JSON `-device` (QEMU 7.2 accepts both forms); undefined when QEMU refuses the JSON. */
+function jsonDeviceFacts(value: string): DeviceFacts | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return undefined; // QEMU refuses it; nothing to learn
+  }
+  const object = typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>) : {};
+  const driver = typeof object['driver'] === 'string' ? object['driver'] : undefined;
+  return { json: true, driver, index: jsonUint32(object['index']), iobase: jsonUint32(object['iobase']), portName: object['name'] };
+}
+
+/**
+ * QEMU 7.2 qemu_global_option: `driver.property=value` when sscanf("%63[^.=].%63[^=]") matches,
+ * the value then taken whole (commas included); else `driver=,property=,value=[,id=]` options.
+ */
+function globalOptions(value: string): SettableOptions {
+  const legacy = /^([^.=]+)\.([^=]+)=/.exec(value);
+  if (legacy !== null && fitsField(legacy[1] ?? '') && fitsField(legacy[2] ?? '')) {
+    return {
+      id: undefined,
+      pairs: [{ key: 'driver', value: legacy[1] ?? '' }, { key: 'property', value: legacy[2] ?? '' }, { key: 'value', value: value.slice(legacy[0].length) }],
+    };
+  }
   const pairs = parseOptionString(value);
-  const explicit = optionValue(pairs, 'driver');
-  if (explicit !== undefined) return explicit;
-  const legacy = /^([^.=,]+)\./.exec(value);
-  return legacy?.[1];
+  return { id: firstValue(pairs, 'id'), pairs };
 }
 
-export function scanQemuArgs(args: readonly string[]): ScannedArgs {
-  let passthrough: PassthroughReason | undefined;
-  const nameParts: OptionPair[] = [];
-  let uuid: string | undefined;
-  let machineType: string | undefined;
-  const serials: string[] = [];
-  const isaSerials: UserIsaSerial[] = [];
-  const virtserialportNames: string[] = [];
-  const unknownOptions: string[] = [];
-  let nographic = false;
-  let daemonize = false;
-  let pidfile: string | undefined;
-  let nodefaults = false;
-  let monitorGiven = false;
-  let serialDisabledByDevice = false;
-  let readconfig = false;
+interface GlobalFacts {
+  readonly driver: string | undefined;
+  readonly property: string | undefined;
+  readonly value: string | undefined;
+  /** The `-set` that changed it, if one did. */
+  readonly set: string | undefined;
+}
 
+function globalFacts(global: SettableOptions): GlobalFacts {
+  return {
+    driver: optionValue(global.pairs, 'driver'),
+    property: optionValue(global.pairs, 'property'),
+    value: optionValue(global.pairs, 'value'),
+    set: [...global.pairs].reverse().find((pair) => pair.set !== undefined)?.set,
+  };
+}
+
+/** `-global isa-serial.index` / `.iobase`: globals apply in order, the last one wins. */
+function isaSerialGlobal(globals: readonly GlobalFacts[], property: string): Uint32Property {
+  let found: Uint32Property = ABSENT;
+  for (const global of globals) {
+    if (global.driver !== 'isa-serial' || global.property !== property || global.value === undefined) continue;
+    const value = parseQemuUint32(global.value);
+    found = value === undefined ? { kind: 'unreadable', set: global.set } : { kind: 'number', value };
+  }
+  return found;
+}
+
+interface SetCommand {
+  readonly group: string;
+  readonly id: string;
+  readonly key: string;
+  readonly value: string;
+}
+
+/** QEMU 7.2 qemu_set_option: sscanf("%63[^.].%63[^.].%63[^=]") then `=`; the value is taken whole. */
+function readSet(text: string): SetCommand | undefined {
+  const match = /^([^.]+)\.([^.]+)\.([^=]+)=/.exec(text);
+  if (match === null) return undefined;
+  const [whole, group = '', id = '', key = ''] = match;
+  if (![group, id, key].every(fitsField)) return undefined;
+  return { group, id, key, value: text.slice(whole.length) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step 1: argv words into options
+
+type ArgOption =
+  | { readonly kind: 'unknown'; readonly word: string }
+  | { readonly kind: 'flag'; readonly name: string }
+  | { readonly kind: 'value'; readonly name: string; readonly value: string }
+  | { readonly kind: 'missing-value' };
+
+/**
+ * vl.c's reading of argv: a word not starting with '-' is a disk image (hda); `--foo` is `-foo`;
+ * an option that takes a value takes the next word, whatever it looks like.
+ */
+function* readOptions(args: readonly string[]): Generator<ArgOption> {
   for (let i = 0; i < args.length; i += 1) {
     const word = args[i] ?? '';
-    // vl.c: a word not starting with '-' is a disk image (hda); `--foo` is the same as `-foo`.
     if (!word.startsWith('-')) continue;
     const name = word.startsWith('--') ? word.slice(2) : word.slice(1);
     const arity = optionArity(name);
     if (arity === 'unknown') {
-      unknownOptions.push(word);
+      yield { kind: 'unknown', word };
       continue;
     }
     if (arity === 'flag') {
-      if (name === 'h' || name === 'help') passthrough ??= 'help';
-      else if (name === 'version') passthrough ??= 'version';
-      else if (name === 'nographic') nographic = true;
-      else if (name === 'daemonize') daemonize = true;
-      else if (name === 'nodefaults') nodefaults = true;
+      yield { kind: 'flag', name };
       continue;
     }
     const value = args[i + 1];
     i += 1;
     if (value === undefined) {
-      // QEMU exits with "requires an argument"; appending ours would hand it our first word instead.
-      passthrough ??= 'missing-value';
+      yield { kind: 'missing-value' };
+      return;
+    }
+    yield { kind: 'value', name, value };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step 2: options noted in command-line order
+
+interface ScanState {
+  passthrough: PassthroughReason | undefined;
+  readonly nameParts: OptionPair[];
+  uuid: string | undefined;
+  machineType: string | undefined;
+  readonly serials: string[];
+  readonly keyvalDevices: SettableOptions[];
+  readonly jsonDevices: DeviceFacts[];
+  readonly globals: SettableOptions[];
+  readonly unknownOptions: string[];
+  nographic: boolean;
+  daemonize: boolean;
+  pidfile: string | undefined;
+  nodefaults: boolean;
+  monitorGiven: boolean;
+  readconfig: boolean;
+}
+
+function emptyState(): ScanState {
+  return {
+    passthrough: undefined, nameParts: [], uuid: undefined, machineType: undefined, serials: [], keyvalDevices: [],
+    jsonDevices: [], globals: [], unknownOptions: [], nographic: false, daemonize: false, pidfile: undefined,
+    nodefaults: false, monitorGiven: false, readconfig: false,
+  };
+}
+
+function noteFlag(state: ScanState, name: string): void {
+  if (name === 'h' || name === 'help') state.passthrough ??= 'help';
+  else if (name === 'version') state.passthrough ??= 'version';
+  else if (name === 'nographic') state.nographic = true;
+  else if (name === 'daemonize') state.daemonize = true;
+  else if (name === 'nodefaults') state.nodefaults = true;
+}
+
+function noteDevice(state: ScanState, value: string): void {
+  if (!value.trimStart().startsWith('{')) {
+    state.keyvalDevices.push(keyvalDevice(value));
+    return;
+  }
+  const device = jsonDeviceFacts(value);
+  if (device !== undefined) state.jsonDevices.push(device);
+}
+
+/**
+ * `-set group.id.key=value` appends to the options of the key=value `-device` (or `-global`) that
+ * has that id so far. Nothing else is reached: a JSON `-device` or one defined later makes QEMU
+ * refuse ("there is no device"), `serial` is no group, `machine` is refused, and the other groups
+ * (chardev, mon, drive, ...) cannot move a serial port.
+ */
+function noteSet(state: ScanState, value: string): void {
+  const set = readSet(value);
+  if (set === undefined) return; // QEMU: can't parse
+  const list = set.group === 'device' ? state.keyvalDevices : set.group === 'global' ? state.globals : [];
+  list.find((entry) => entry.id === set.id)?.pairs.push({ key: set.key, value: set.value, set: value });
+}
+
+function noteOption(state: ScanState, name: string, value: string): void {
+  if (HELP_OPTIONS.has(name)) {
+    const implied = HELP_OPTIONS.get(name);
+    if (isHelpWord(value) || asksForHelp(value, implied)) state.passthrough ??= 'option-help';
+  }
+  switch (name) {
+    case 'name':
+      state.nameParts.push(...parseOptionString(value, 'guest'));
       break;
-    }
-    if (HELP_OPTIONS.has(name)) {
-      const implied = HELP_OPTIONS.get(name);
-      if (isHelpWord(value) || asksForHelp(value, implied)) passthrough ??= 'option-help';
-    }
-    switch (name) {
-      case 'name':
-        nameParts.push(...parseOptionString(value, 'guest'));
-        break;
-      case 'uuid':
-        uuid = value.toLowerCase(); // QEMU reports it lower-case (query-uuid)
-        break;
-      case 'machine':
-      case 'M':
-        // Machine options merge across repeats; the last type wins (`-M pc -M none` is none).
-        machineType = optionValue(parseOptionString(value, 'type'), 'type') ?? machineType;
-        break;
-      case 'serial':
-        serials.push(value);
-        if (value.startsWith('mon:')) monitorGiven = true;
-        break;
-      case 'parallel':
-        if (value.startsWith('mon:')) monitorGiven = true;
-        break;
-      case 'device': {
-        const device = deviceProperties(value);
-        if (device.driver === 'isa-serial') {
-          isaSerials.push({ json: device.json, index: propertyIndex(device.props('index')) });
-          serialDisabledByDevice = true;
-        } else if (device.driver === 'virtserialport' || device.driver === 'virtconsole') {
-          const portName = device.props('name');
-          if (typeof portName === 'string') virtserialportNames.push(portName);
-        }
-        break;
-      }
-      case 'global':
-        if (globalDriver(value) === 'isa-serial') serialDisabledByDevice = true;
-        break;
-      case 'readconfig':
-        readconfig = true;
-        break;
-      case 'pidfile':
-        pidfile = value;
-        break;
-      default:
-        if (MONITOR_OPTIONS.has(name)) monitorGiven = true; // `-monitor none` too
+    case 'uuid':
+      state.uuid = value.toLowerCase(); // QEMU reports it lower-case (query-uuid)
+      break;
+    case 'machine':
+    case 'M':
+      // Machine options merge across repeats; the last type wins (`-M pc -M none` is none).
+      state.machineType = optionValue(parseOptionString(value, 'type'), 'type') ?? state.machineType;
+      break;
+    case 'serial':
+      state.serials.push(value);
+      if (value.startsWith('mon:')) state.monitorGiven = true;
+      break;
+    case 'parallel':
+      if (value.startsWith('mon:')) state.monitorGiven = true;
+      break;
+    case 'device':
+      noteDevice(state, value);
+      break;
+    case 'global':
+      state.globals.push(globalOptions(value));
+      break;
+    case 'set':
+      noteSet(state, value);
+      break;
+    case 'readconfig':
+      state.readconfig = true;
+      break;
+    case 'pidfile':
+      state.pidfile = value;
+      break;
+    default:
+      if (MONITOR_OPTIONS.has(name)) state.monitorGiven = true; // `-monitor none` too
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step 3: judged from the final options
+
+/**
+ * QEMU's device_help_func runs on the final options: a `-set` that makes a device's driver `help`
+ * (or adds a `help` option) turns the run into a listing. (A `-device` asking for help by itself
+ * is caught where it is read.)
+ */
+function setAsksForHelp(devices: readonly SettableOptions[]): boolean {
+  return devices.some((device) =>
+    device.pairs.some((pair) => pair.set !== undefined) &&
+    (isHelpWord(optionValue(device.pairs, 'driver')) || device.pairs.some((pair) => isHelpWord(pair.key))));
+}
+
+/** The first `-set` that leaves an isa-serial property QEMU cannot read. */
+function findUnreadableSet(isaSerials: readonly DeviceFacts[], globals: readonly GlobalFacts[]): UnreadableSet | undefined {
+  for (const device of isaSerials) {
+    for (const property of ['index', 'iobase'] as const) {
+      const read = device[property];
+      if (read.kind === 'unreadable' && read.set !== undefined) return { set: read.set, property };
     }
   }
-  if (machineType === 'none') passthrough ??= 'machine-none';
+  for (const property of ['index', 'iobase'] as const) {
+    const read = isaSerialGlobal(globals, property);
+    if (read.kind === 'unreadable' && read.set !== undefined) return { set: read.set, property };
+  }
+  return undefined;
+}
 
-  const guest = optionValue(nameParts, 'guest');
+function summarize(state: ScanState): ScannedArgs {
+  // QEMU creates key=value devices first, in order, then the JSON ones (qemu_create_cli_devices).
+  const devices = [...state.keyvalDevices.map(keyvalDeviceFacts), ...state.jsonDevices];
+  const globals = state.globals.map(globalFacts);
+  const isaSerialDevices = devices.filter((device) => device.driver === 'isa-serial');
+  // vl.c's default_driver_check, on the final drivers of -device and -global.
+  const serialDisabledByDevice = isaSerialDevices.length > 0 || globals.some((global) => global.driver === 'isa-serial');
+  let passthrough = state.passthrough;
+  if (state.machineType === 'none') passthrough ??= 'machine-none';
+  if (setAsksForHelp(state.keyvalDevices)) passthrough ??= 'option-help';
+  const guest = optionValue(state.nameParts, 'guest');
   return {
     passthrough,
     name: guest === '' ? undefined : guest,
-    uuid,
-    serials,
-    isaSerials,
-    virtserialportNames,
-    nographic,
-    daemonize,
-    pidfile,
-    defaultSerial: !nodefaults && serials.length === 0 && !serialDisabledByDevice,
-    defaultMonitor: !nodefaults && !monitorGiven,
-    unknownOptions,
-    readconfig,
+    uuid: state.uuid,
+    serials: state.serials,
+    isaSerials: isaSerialDevices.map((device) => ({ json: device.json, index: numberOf(device.index), iobase: numberOf(device.iobase) })),
+    isaSerialGlobals: { index: numberOf(isaSerialGlobal(globals, 'index')), iobase: numberOf(isaSerialGlobal(globals, 'iobase')) },
+    unreadableSet: findUnreadableSet(isaSerialDevices, globals),
+    virtserialportNames: devices
+      .filter((device) => device.driver === 'virtserialport' || device.driver === 'virtconsole')
+      .flatMap((device) => (typeof device.portName === 'string' ? [device.portName] : [])),
+    nographic: state.nographic,
+    daemonize: state.daemonize,
+    pidfile: state.pidfile,
+    defaultSerial: !state.nodefaults && state.serials.length === 0 && !serialDisabledByDevice,
+    defaultMonitor: !state.nodefaults && !state.monitorGiven,
+    unknownOptions: state.unknownOptions,
+    readconfig: state.readconfig,
   };
+}
+
+export function scanQemuArgs(args: readonly string[]): ScannedArgs {
+  const state = emptyState();
+  for (const option of readOptions(args)) {
+    if (option.kind === 'unknown') state.unknownOptions.push(option.word);
+    else if (option.kind === 'flag') noteFlag(state, option.name);
+    // QEMU exits with "requires an argument"; appending ours would hand it our first word instead.
+    else if (option.kind === 'missing-value') state.passthrough ??= 'missing-value';
+    else noteOption(state, option.name, option.value);
+  }
+  return summarize(state);
 }

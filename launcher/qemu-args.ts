@@ -7,15 +7,18 @@
 //   - `-readconfig FILE` sections (a [device] isa-serial, a [mon]) are not seen; the plan says
 //     `readconfig: true` so the caller can warn. (A [mon] from -readconfig does NOT switch off
 //     QEMU's default monitor on 7.2: only the command-line options do.)
-//   - `-set device.ID.index=N` rewrites are not followed.
+//   - `-set` is followed where it can move a serial port (`-set device.ID.index=N` on a key=value
+//     isa-serial, its driver and iobase, `-set global.ID.*`), as are `-global isa-serial.index`
+//     and `.iobase`; a `-set` leaving an isa-serial index or iobase QEMU cannot read is refused
+//     (SET_UNSUPPORTED) rather than guessed at.
 //   - `-S`, `-incoming`, `-loadvm`, `-snapshot` and everything else just pass through.
 //   - `-daemonize` without `-pidfile` gets a pidfile in the VM's directory: QEMU's own pid is
 //     only known from it once QEMU has forked.
 
 import { posix } from 'node:path';
 import { safeNameStem, safeUuidStem } from '../policies/policy-lookup.js';
-import { scanQemuArgs, type PassthroughReason } from './qemu-args-scan.js';
-import { chooseSerialIndex, countSerials, MAX_ISA_SERIAL_PORTS, ourSerialAsJson, restoredDefaults } from './qemu-args-serial.js';
+import { scanQemuArgs, type PassthroughReason, type ScannedArgs } from './qemu-args-scan.js';
+import { chooseSerialIndex, countSerials, MAX_ISA_SERIAL_PORTS, ourIobase, ourSerialAsJson, restoredDefaults } from './qemu-args-serial.js';
 import { escapeOptionValue } from './qemu-options.js';
 
 import type { Transport } from '../common/vm-record.js';
@@ -37,6 +40,7 @@ export type PlanErrorCode =
   | 'SOCKET_PATH_TOO_LONG'
   | 'ID_CLASH'
   | 'PORT_NAME_CLASH'
+  | 'SET_UNSUPPORTED'
   | 'NOGRAPHIC_DAEMONIZE'
   | 'VM_DIR_EXHAUSTED';
 
@@ -133,39 +137,69 @@ function socketOption(id: string, path: string): string {
   return `socket,id=${id},path=${escapeOptionValue(path)},server=on,wait=off`;
 }
 
-export function planQemuArgs(userArgs: readonly string[], options: PlanOptions): QemuPlan {
-  const scan = scanQemuArgs(userArgs);
-  if (scan.passthrough !== undefined) return { mode: 'passthrough', reason: scan.passthrough, args: [...userArgs] };
+/** A step's result or the error that ends the plan. */
+type Step<T> = T | PlanError;
+const failed = <T>(step: Step<T>): step is PlanError => typeof step === 'object' && step !== null && (step as { mode?: unknown }).mode === 'error';
 
+/** Step: the ids of the launcher's chardevs and devices. */
+function chooseIds(userArgs: readonly string[], transport: Transport): Step<PlanIds> {
   const stem = chooseIdStem(userArgs);
   if (stem === undefined) {
     return planError('ID_CLASH', `hostinfo-qemu could not find a free id: the QEMU arguments mention every id from ${ID_STEM}0 to ${ID_STEM}${MAX_ID_TRIES - 1}.`);
   }
-  const ids: PlanIds =
-    options.transport === 'virtio-serial'
-      ? { chardev: stem, qmpChardev: `${stem}-qmp`, port: `${stem}-port`, bus: `${stem}-bus` }
-      : { chardev: stem, qmpChardev: `${stem}-qmp`, port: `${stem}-port` };
+  return transport === 'virtio-serial'
+    ? { chardev: stem, qmpChardev: `${stem}-qmp`, port: `${stem}-port`, bus: `${stem}-bus` }
+    : { chardev: stem, qmpChardev: `${stem}-qmp`, port: `${stem}-port` };
+}
 
-  const restored = restoredDefaults(scan, options.transport === 'isa-serial');
+/** Step: the QEMU defaults the launcher's options switch off, to be written out again. */
+function chooseRestoredDefaults(scan: ScannedArgs, transport: Transport): Step<string[]> {
+  const restored = restoredDefaults(scan, transport === 'isa-serial');
   if (scan.daemonize && scan.nographic && restored.length > 0) {
     // QEMU refuses this combination itself; writing the defaults out would hide its refusal.
     return planError('NOGRAPHIC_DAEMONIZE', '-nographic cannot be used with -daemonize (QEMU refuses it too): redirect the serial port and monitor explicitly.');
   }
+  return restored;
+}
 
-  let serialIndex: number | undefined;
-  if (options.transport === 'isa-serial') {
-    serialIndex = chooseSerialIndex(scan, countSerials(restored));
-    if (serialIndex === undefined) {
-      return planError(
-        'NO_FREE_SERIAL',
-        `hostinfo-qemu needs a free ISA serial port but the QEMU arguments use all ${MAX_ISA_SERIAL_PORTS} (-serial and -device isa-serial options). ` +
-          'Free one, or use --transport virtio-serial.',
-      );
+type GuestPort = { readonly serialIndex: number } | { readonly portName: string };
+
+/** Step: where the guest finds the port, an ISA serial index or the virtio-serial port name. */
+function chooseGuestPort(scan: ScannedArgs, transport: Transport, restored: readonly string[]): Step<GuestPort> {
+  if (transport === 'virtio-serial') {
+    if (scan.virtserialportNames.includes(VIRTIO_PORT_NAME)) {
+      return planError('PORT_NAME_CLASH', `The QEMU arguments already define a virtio-serial port named ${VIRTIO_PORT_NAME}; hostinfo-qemu needs that name for its own port.`);
     }
-  } else if (scan.virtserialportNames.includes(VIRTIO_PORT_NAME)) {
-    return planError('PORT_NAME_CLASH', `The QEMU arguments already define a virtio-serial port named ${VIRTIO_PORT_NAME}; hostinfo-qemu needs that name for its own port.`);
+    return { portName: VIRTIO_PORT_NAME };
   }
+  if (scan.unreadableSet !== undefined) {
+    const { set, property } = scan.unreadableSet;
+    return planError(
+      'SET_UNSUPPORTED',
+      `hostinfo-qemu cannot follow -set ${set}: QEMU reads an isa-serial ${property} as an unsigned integer (decimal, 0x hex, 0 octal) and will refuse this value too, ` +
+        'so which serial ports are free is unknown. Fix the value, or use --transport virtio-serial.',
+    );
+  }
+  const serialIndex = chooseSerialIndex(scan, countSerials(restored));
+  if (serialIndex === undefined) {
+    return planError(
+      'NO_FREE_SERIAL',
+      `hostinfo-qemu needs a free ISA serial port but the QEMU arguments use all ${MAX_ISA_SERIAL_PORTS} (-serial and -device isa-serial options). ` +
+        'Free one, or use --transport virtio-serial.',
+    );
+  }
+  return { serialIndex };
+}
 
+interface VmPaths {
+  readonly vmDirName: string;
+  readonly vmDir: string;
+  readonly guestSocket: string;
+  readonly qmpSocket: string;
+}
+
+/** Step: the VM's directory (the first free candidate) and the sockets in it. */
+function chooseVmPaths(scan: ScannedArgs, options: PlanOptions): Step<VmPaths> {
   const taken = new Set(options.existingDirs ?? []);
   let vmDirName: string | undefined;
   for (const candidate of vmDirCandidates(scan, options.launcherPid)) {
@@ -189,40 +223,61 @@ export function planQemuArgs(userArgs: readonly string[], options: PlanOptions):
       );
     }
   }
+  return { vmDirName, vmDir, guestSocket, qmpSocket };
+}
 
-  const isaSerial = ourSerialAsJson(scan)
-    ? JSON.stringify({ driver: 'isa-serial', id: ids.port, chardev: ids.chardev, index: serialIndex })
-    : `isa-serial,id=${ids.port},chardev=${ids.chardev},index=${serialIndex}`;
-  const port =
-    options.transport === 'isa-serial'
-      ? ['-device', isaSerial]
-      : [
-          '-device', `virtio-serial-pci,id=${ids.bus}`,
-          '-device', `virtserialport,id=${ids.port},bus=${ids.bus}.0,chardev=${ids.chardev},name=${VIRTIO_PORT_NAME}`,
-        ];
-  const added = [
+/** The `-device` options of the launcher's port. */
+function portDevices(scan: ScannedArgs, ids: PlanIds, port: GuestPort): string[] {
+  if ('portName' in port) {
+    return [
+      '-device', `virtio-serial-pci,id=${ids.bus}`,
+      '-device', `virtserialport,id=${ids.port},bus=${ids.bus}.0,chardev=${ids.chardev},name=${port.portName}`,
+    ];
+  }
+  const index = port.serialIndex;
+  const iobase = ourIobase(scan, index);
+  const device = ourSerialAsJson(scan)
+    ? JSON.stringify({ driver: 'isa-serial', id: ids.port, chardev: ids.chardev, index, ...(iobase === undefined ? {} : { iobase }) })
+    : `isa-serial,id=${ids.port},chardev=${ids.chardev},index=${index}${iobase === undefined ? '' : `,iobase=0x${iobase.toString(16)}`}`;
+  return ['-device', device];
+}
+
+/** Step: the launcher's own arguments, appended after the user's. */
+function ourArguments(scan: ScannedArgs, ids: PlanIds, restored: readonly string[], port: GuestPort, paths: VmPaths, ownPidfile: string | undefined): string[] {
+  return [
     ...restored,
-    '-chardev', socketOption(ids.chardev, guestSocket),
-    ...port,
-    '-chardev', socketOption(ids.qmpChardev, qmpSocket),
+    '-chardev', socketOption(ids.chardev, paths.guestSocket),
+    ...portDevices(scan, ids, port),
+    '-chardev', socketOption(ids.qmpChardev, paths.qmpSocket),
     '-mon', `chardev=${ids.qmpChardev},mode=control`,
+    ...(ownPidfile === undefined ? [] : ['-pidfile', ownPidfile]),
   ];
-  const ownPidfile = scan.daemonize && scan.pidfile === undefined ? posix.join(vmDir, QEMU_PIDFILE) : undefined;
-  if (ownPidfile !== undefined) added.push('-pidfile', ownPidfile);
+}
 
+export function planQemuArgs(userArgs: readonly string[], options: PlanOptions): QemuPlan {
+  const scan = scanQemuArgs(userArgs);
+  if (scan.passthrough !== undefined) return { mode: 'passthrough', reason: scan.passthrough, args: [...userArgs] };
+  const ids = chooseIds(userArgs, options.transport);
+  if (failed(ids)) return ids;
+  const restored = chooseRestoredDefaults(scan, options.transport);
+  if (failed(restored)) return restored;
+  const port = chooseGuestPort(scan, options.transport, restored);
+  if (failed(port)) return port;
+  const paths = chooseVmPaths(scan, options);
+  if (failed(paths)) return paths;
+  // -daemonize: QEMU's own pid is only known from a pidfile once it has forked.
+  const ownPidfile = scan.daemonize && scan.pidfile === undefined ? posix.join(paths.vmDir, QEMU_PIDFILE) : undefined;
+  const added = ourArguments(scan, ids, restored, port, paths, ownPidfile);
   return {
     mode: 'wrap',
     args: [...userArgs, ...added],
     added,
     restoredDefaults: restored,
     transport: options.transport,
-    vmDirName,
-    vmDir,
-    guestSocket,
-    qmpSocket,
+    ...paths,
     ...(scan.name !== undefined ? { name: scan.name } : {}),
     ...(scan.uuid !== undefined ? { uuid: scan.uuid } : {}),
-    ...(serialIndex !== undefined ? { serialIndex } : { portName: VIRTIO_PORT_NAME }),
+    ...port,
     ids,
     daemonize: scan.daemonize,
     pidfile: scan.daemonize ? ownPidfile ?? scan.pidfile : undefined,

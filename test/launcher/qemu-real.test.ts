@@ -126,6 +126,8 @@ interface Observed {
   readonly chardevs: Map<string, string>;
   /** Indices of all isa-serial devices, sorted (info qtree). */
   readonly isaIndices: number[];
+  /** Their I/O port addresses, sorted. */
+  readonly isaIobases: number[];
   readonly qmp: Qmp;
 }
 
@@ -133,8 +135,10 @@ async function observe(qmp: Qmp, hide: readonly string[]): Promise<Observed> {
   const list = (await qmp.execute('query-chardev')) as Array<{ label: string; filename: string }>;
   const chardevs = new Map(list.filter((c) => !hide.includes(c.label)).map((c) => [c.label, c.filename]));
   const qtree = await qmp.hmp('info qtree');
-  const isaIndices = [...qtree.matchAll(/dev: isa-serial, id "[^"]*"\n\s+index = (\d+)/g)].map((m) => Number(m[1])).sort();
-  return { chardevs, isaIndices, qmp };
+  const ports = [...qtree.matchAll(/dev: isa-serial, id "[^"]*"\n\s+index = (\d+) .*\n\s+iobase = (\d+) /g)];
+  const isaIndices = ports.map((m) => Number(m[1])).sort((a, b) => a - b);
+  const isaIobases = ports.map((m) => Number(m[2])).sort((a, b) => a - b);
+  return { chardevs, isaIndices, isaIobases, qmp };
 }
 
 /** QEMU run with the user's arguments only, watched through a -readconfig monitor. */
@@ -181,6 +185,18 @@ const SAME_AS_QEMU_ALONE: Array<[string, string[], Transport]> = [
   ['-global isa-serial.*', ['-display', 'none', '-global', 'isa-serial.baudbase=115200'], 'isa-serial'],
   // The user's JSON device takes the counter (1); ours goes last so it does not move it.
   ['JSON isa-serial without index', ['-nodefaults', '-serial', 'null', '-chardev', 'null,id=j', '-device', '{"driver":"isa-serial","chardev":"j"}'], 'isa-serial'],
+  // -set is applied to the device's options before QEMU creates it: s1 is on 1, not the counter's 0.
+  ['-set device.ID.index', ['-nodefaults', '-chardev', 'null,id=c1', '-device', 'isa-serial,id=s1,chardev=c1', '-set', 'device.s1.index=1'], 'isa-serial'],
+  ['-set, the last one wins', ['-nodefaults', '-serial', 'null', '-chardev', 'null,id=c1', '-device', 'isa-serial,id=s1,chardev=c1', '-set', 'device.s1.index=3', '-set', 'device.s1.index=0x2'], 'isa-serial'],
+  ['-set device.ID.driver=isa-serial', ['-display', 'none', '-chardev', 'null,id=c1', '-device', 'virtio-rng-pci,id=x', '-set', 'device.x.driver=isa-serial', '-set', 'device.x.chardev=c1'], 'isa-serial'],
+  ['-set device.ID.driver= away from isa-serial', ['-display', 'none', '-device', 'isa-serial,id=x', '-set', 'device.x.driver=virtio-rng-pci'], 'isa-serial'],
+  ['index with a leading blank', ['-nodefaults', '-serial', 'null', '-chardev', 'null,id=c1', '-device', 'isa-serial,chardev=c1,index= 2'], 'isa-serial'],
+  ['-global isa-serial.index', ['-nodefaults', '-global', 'isa-serial.index=1', '-chardev', 'null,id=c1', '-device', 'isa-serial,chardev=c1'], 'isa-serial'],
+  ['-set on a -global', ['-nodefaults', '-global', 'driver=isa-serial,property=baudbase,value=9600,id=g', '-set', 'global.g.property=index', '-set', 'global.g.value=1', '-chardev', 'null,id=c1', '-device', 'isa-serial,chardev=c1'], 'isa-serial'],
+  ['-device iobase', ['-nodefaults', '-chardev', 'null,id=c1', '-device', 'isa-serial,chardev=c1,iobase=0x2f8'], 'isa-serial'],
+  ['-set iobase', ['-nodefaults', '-chardev', 'null,id=c1', '-device', 'isa-serial,id=s1,chardev=c1', '-set', 'device.s1.iobase=0x2f8'], 'isa-serial'],
+  ['-global isa-serial.iobase', ['-nodefaults', '-global', 'isa-serial.iobase=0x2f8', '-serial', 'null'], 'isa-serial'],
+  ['-global isa-serial.iobase, JSON port', ['-nodefaults', '-global', 'isa-serial.iobase=0x2f8', '-chardev', 'null,id=c1', '-device', '{"driver":"isa-serial","chardev":"c1"}'], 'isa-serial'],
   ['virtio-serial, -nographic', ['-nographic'], 'virtio-serial'],
   ['virtio-serial, graphical', ['-display', 'none'], 'virtio-serial'],
 ];
@@ -200,7 +216,11 @@ for (const [label, userArgs, transport] of SAME_AS_QEMU_ALONE) {
     t.equal(await qomGet(qmp, port, 'chardev'), plan.ids.chardev);
     if (transport === 'isa-serial') {
       t.equal(await qomGet(qmp, port, 'index'), plan.serialIndex, `our isa-serial on index ${String(plan.serialIndex)}`);
-      t.same(rewritten.isaIndices, [...plain.isaIndices, plan.serialIndex].sort(), "the user's ports keep their indices; no clash");
+      t.same(rewritten.isaIndices, [...plain.isaIndices, plan.serialIndex].sort((a, b) => (a ?? 0) - (b ?? 0)), "the user's ports keep their indices");
+      t.equal(new Set(rewritten.isaIndices).size, rewritten.isaIndices.length, `no two ports on one index: ${rewritten.isaIndices.join(' ')}`);
+      const iobase = rewritten.isaIobases.filter((address) => !plain.isaIobases.includes(address));
+      t.equal(iobase.length, 1, `ours on an I/O address of its own: ${rewritten.isaIobases.join(' ')} (QEMU alone: ${plain.isaIobases.join(' ')})`);
+      t.equal(await qomGet(qmp, port, 'iobase'), [0x3f8, 0x2f8, 0x3e8, 0x2e8][plan.serialIndex ?? 0], "at its index's standard address (the guest's /dev/ttyS<index>)");
     } else {
       t.equal(await qomGet(qmp, port, 'name'), 'org.hostinfo.0');
       t.same(rewritten.isaIndices, plain.isaIndices, 'ISA serial ports untouched');
