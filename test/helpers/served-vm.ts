@@ -5,7 +5,7 @@
 //   through the launcher's own stageVmDir/publishVmDir, so a test can write guest bytes at full
 //   speed. Both sockets are bound in the staging directory and stay reachable after the rename.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -87,10 +87,23 @@ export interface Launched {
   stderr(): string;
 }
 
-/** Runs bin/hostinfo-qemu as a user would; killed at teardown. */
-export function launchVm(t: Teardown, site: Site, args: readonly string[], options: { env?: NodeJS.ProcessEnv; stdio?: 'pipe' | (number | 'pipe' | 'ignore')[] } = {}): Launched {
-  const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('HOSTINFO_')));
-  const child = spawn(FRONT, ['--config', site.config, ...args], { stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'], env: { ...cleanEnv, ...options.env } });
+/** The environment a user's shell would give, without the developer's HOSTINFO_* settings. */
+export function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('HOSTINFO_'))), ...extra };
+}
+
+export interface FrontOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  readonly stdio?: StdioOptions;
+  /** Another entry point than bin/hostinfo-qemu (e.g. a copy of it). */
+  readonly file?: string;
+  /** Words before `args` (e.g. `--config FILE`). */
+  readonly prefix?: readonly string[];
+}
+
+/** bin/hostinfo-qemu with exactly `args`, as a user runs it; SIGKILLed at teardown. */
+export function runFront(t: Teardown, args: readonly string[], options: FrontOptions = {}): Launched {
+  const child = spawn(options.file ?? FRONT, [...(options.prefix ?? []), ...args], { stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'], env: userEnv(options.env) });
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
@@ -102,7 +115,12 @@ export function launchVm(t: Teardown, site: Site, args: readonly string[], optio
       await exited;
     }
   });
-  return { child, pid: child.pid ?? 0, exited, stdout: () => stdout, stderr: () => stderr };
+  return { child, pid: child.pid ?? 0, exited: withTimeout(exited, 'hostinfo-qemu to exit', 60_000), stdout: () => stdout, stderr: () => stderr };
+}
+
+/** bin/hostinfo-qemu --config <the site's> <args>. */
+export function launchVm(t: Teardown, site: Site, args: readonly string[], options: Omit<FrontOptions, 'prefix'> = {}): Launched {
+  return runFront(t, args, { ...options, prefix: ['--config', site.config] });
 }
 
 export interface StagedVm {

@@ -1,36 +1,16 @@
 // What the launcher tests need beyond test/helpers/served-vm.ts: bin/hostinfo-qemu run with
 // exactly the given arguments, and what /proc says about the processes it leaves behind.
 
-import { spawn, spawnSync, type StdioOptions } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
-import { FRONT, vmStatus, waitForStatus, type Launched, type Site } from '../helpers/served-vm.js';
-import { withTimeout, type Teardown } from '../helpers/logged-process.js';
+import { vmStatus, waitForStatus, type Site } from '../helpers/served-vm.js';
+import { withTimeout } from '../helpers/logged-process.js';
 import type { VmStatus } from '../../daemon/messages.js';
 
 /** The QEMU binary the front finds on this host, as /proc/<pid>/exe shows it. */
 export const QEMU_EXE = realpathSync(spawnSync('sh', ['-c', 'command -v qemu-system-x86_64'], { encoding: 'utf8' }).stdout.trim());
 
-/** The environment a user's shell would give, without the developer's HOSTINFO_* settings. */
-export function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  return { ...Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('HOSTINFO_'))), ...extra };
-}
-
-/** bin/hostinfo-qemu with exactly `args` (launchVm adds --config); SIGKILLed at teardown. */
-export function runFront(t: Teardown, args: readonly string[], options: { env?: NodeJS.ProcessEnv; stdio?: StdioOptions; file?: string; prefix?: readonly string[] } = {}): Launched {
-  const child = spawn(options.file ?? FRONT, [...(options.prefix ?? []), ...args], { stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'], env: userEnv(options.env) });
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
-  child.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
-  return { child, pid: child.pid ?? 0, exited: withTimeout(exited, 'hostinfo-qemu to exit', 60_000), stdout: () => stdout, stderr: () => stderr };
-}
+export { runFront, userEnv } from '../helpers/served-vm.js';
 
 /** The fields of /proc/<pid>/stat a test looks at; undefined once the process is gone (or a zombie). */
 export function procStat(pid: number): { state: string; ppid: number; pgrp: number; session: number; ttyNr: number } | undefined {
