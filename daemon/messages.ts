@@ -1,14 +1,13 @@
 // The daemon's wire protocol: versioned JSON text frames over WebSocket. Two kinds of peer speak
 // it: a sidecar, over the socket pair the daemon spawned it with (so the daemon knows which VM it
 // speaks for without believing anything it says), and an administrator on the owner-only control
-// socket. Every frame is size-checked before JSON.parse and then validated field by field; a peer
-// that sends anything else gets one `error` frame and is disconnected.
+// socket. Every frame is size-checked before JSON.parse and then validated field by field (keys a
+// newer peer added are ignored, never passed on); a peer that sends anything else gets one `error`
+// frame and is disconnected. Versions are negotiated: see VersionRange.
 
 import { CodedError } from '../common/coded-error.js';
 import { isHostItemName, type HostItemName, type ItemName, isItemName } from '../policies/items.js';
 import { type HostSnapshot, type PartialHostValues, parseHostValues } from './sample.js';
-
-export const DAEMON_PROTOCOL_VERSION = 2;
 
 /** Largest frame a peer may send; a hello or counters report is a few hundred bytes. */
 export const MAX_CLIENT_MESSAGE_BYTES = 8 * 1024;
@@ -41,7 +40,7 @@ export const COUNTER_KEYS = ['requests', 'ok', 'denied', 'rateLimited', 'errors'
 
 /** What the daemon decided for this VM, and the host settings the sidecar applies. */
 export interface AccessMessage {
-  readonly v: 2;
+  readonly v: number;
   readonly type: 'access';
   readonly vm: VmIdentity;
   readonly served: boolean;
@@ -55,12 +54,14 @@ export interface AccessMessage {
   readonly guest: { readonly linesPerSecond: number; readonly bytesPerSecond: number };
 }
 
-export interface HelloMessage { readonly v: 2; readonly type: 'hello'; readonly qmp: { readonly name: string | null; readonly uuid: string | null; readonly version: string } }
-export interface CountersMessage extends VmCounters { readonly v: 2; readonly type: 'counters' }
-export interface StatusRequest { readonly v: 2; readonly type: 'status' }
-export type SidecarMessage = HelloMessage | CountersMessage;
+export interface HelloMessage { readonly v: number; readonly type: 'hello'; readonly qmp: { readonly name: string | null; readonly uuid: string | null; readonly version: string } }
+export interface CountersMessage extends VmCounters { readonly v: number; readonly type: 'counters' }
+export interface StatusRequest { readonly v: number; readonly type: 'status' }
+/** A sidecar that refuses the daemon (no common version) says why before it closes. */
+export interface SidecarErrorMessage { readonly v: number; readonly type: 'error'; readonly code: string; readonly message: string }
+export type SidecarMessage = HelloMessage | CountersMessage | SidecarErrorMessage;
 
-export interface SampleMessage { readonly v: 2; readonly type: 'sample'; readonly seq: number; readonly takenAt: number; readonly values: PartialHostValues }
+export interface SampleMessage { readonly v: number; readonly type: 'sample'; readonly seq: number; readonly takenAt: number; readonly values: PartialHostValues }
 export interface VmStatus {
   readonly id: string;
   readonly vm: VmIdentity;
@@ -72,7 +73,7 @@ export interface VmStatus {
   readonly counters: VmCounters | null;
 }
 export interface StatusReply {
-  readonly v: 2;
+  readonly v: number;
   readonly type: 'status';
   readonly pid: number;
   readonly startedAt: number;
@@ -82,7 +83,8 @@ export interface StatusReply {
   readonly vmcount: number;
   readonly vms: readonly VmStatus[];
 }
-export interface ErrorMessage { readonly v: 2; readonly type: 'error'; readonly code: ProtocolErrorCode; readonly message: string }
+/** `code` is a ProtocolErrorCode from this daemon; from another version, any short string. */
+export interface ErrorMessage { readonly v: number; readonly type: 'error'; readonly code: string; readonly message: string }
 export type ToSidecarMessage = AccessMessage | SampleMessage | ErrorMessage;
 
 export type ProtocolErrorCode =
@@ -103,8 +105,50 @@ export class ProtocolError extends CodedError<ProtocolErrorCode> {
 type Parsed<T> = { ok: true; message: T } | { ok: false; error: ProtocolError };
 const fail = (code: ProtocolErrorCode, message: string): { ok: false; error: ProtocolError } => ({ ok: false, error: new ProtocolError(code, message) });
 
-/** Size check, JSON.parse, and the envelope every message shares: an object with v and type. */
-function envelope(text: string, limit: number): Parsed<Record<string, unknown>> {
+/**
+ * Protocol versions: an inclusive range of integers. The daemon outlives upgrades of the sidecar's
+ * files (the running daemon spawns whatever file is installed now), so peers negotiate: the
+ * daemon's first frame (`access`) and the sidecar's `hello` carry `range`, each side then writes
+ * the highest version both speak. A frame without `range` is from a peer that speaks only its `v`.
+ * Unknown keys are ignored (a newer peer may add some), known keys are validated strictly, and an
+ * unknown message type is still refused.
+ */
+export interface VersionRange {
+  readonly min: number;
+  readonly max: number;
+}
+
+/** What this side (daemon and sidecar alike, they ship together) speaks. */
+export const DAEMON_PROTOCOL: VersionRange = { min: 2, max: 2 };
+/** The version this side writes before negotiating, and what the control client sends. */
+export const DAEMON_PROTOCOL_VERSION = DAEMON_PROTOCOL.max;
+/** Bound on a version number or range bound a peer may announce. */
+const MAX_VERSION = 1_000_000;
+
+export const formatRange = (range: VersionRange): string => (range.min === range.max ? `${range.min}` : `${range.min}..${range.max}`);
+
+/** The highest version in both ranges, or a BAD_VERSION error naming both. */
+export function negotiate(mine: VersionRange, theirs: VersionRange, names: { readonly mine: string; readonly theirs: string }): { ok: true; version: number } | { ok: false; error: ProtocolError } {
+  const version = Math.min(mine.max, theirs.max);
+  if (version >= Math.max(mine.min, theirs.min)) return { ok: true, version };
+  return fail('BAD_VERSION', `no common protocol version: ${names.mine} speaks ${formatRange(mine)}, ${names.theirs} speaks ${formatRange(theirs)}`);
+}
+
+/** A frame's version-independent part: what every version agrees on, read before the body. */
+export interface Envelope {
+  readonly v: number;
+  readonly type: string;
+  /** The versions the sender speaks: its `range`, or just `v` for a peer that sent none. */
+  readonly range: VersionRange;
+  /** Whether the sender announced a range (an old peer did not, and rejects keys it does not know). */
+  readonly announced: boolean;
+  readonly raw: Record<string, unknown>;
+}
+
+const isVersion = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 1 && value <= MAX_VERSION;
+
+/** Size check, JSON.parse, and the envelope every message shares: an object with v, type and maybe range. */
+export function readEnvelope(text: string, limit: number): Parsed<Envelope> {
   // A string's UTF-16 length never exceeds its UTF-8 byte length: the first test rejects huge
   // frames without encoding them, the second is exact.
   if (text.length > limit || Buffer.byteLength(text, 'utf8') > limit) return fail('TOO_LARGE', `message larger than ${limit} bytes`);
@@ -115,72 +159,104 @@ function envelope(text: string, limit: number): Parsed<Record<string, unknown>> 
     return fail('MALFORMED_JSON', 'message is not JSON');
   }
   if (!isPlainObject(raw)) return fail('INVALID_MESSAGE', 'message is not a JSON object');
-  if (raw['v'] !== DAEMON_PROTOCOL_VERSION) return fail('BAD_VERSION', `unsupported protocol version ${JSON.stringify(raw['v'])}; this daemon speaks ${DAEMON_PROTOCOL_VERSION}`);
+  const v = raw['v'];
+  if (!isVersion(v)) return fail('BAD_VERSION', `protocol version ${String(JSON.stringify(v)).slice(0, 40)} is not a version number; this side speaks ${formatRange(DAEMON_PROTOCOL)}`);
   if (typeof raw['type'] !== 'string') return fail('INVALID_MESSAGE', 'message has no type');
-  return { ok: true, message: raw };
+  const range = raw['range'];
+  if (range === undefined) return { ok: true, message: { v, type: raw['type'], range: { min: v, max: v }, announced: false, raw } };
+  if (!isPlainObject(range) || !isVersion(range['min']) || !isVersion(range['max']) || range['min'] > range['max']) {
+    return fail('INVALID_MESSAGE', 'range must be {min, max}, version numbers with min <= max');
+  }
+  if (v < range['min'] || v > range['max']) return fail('BAD_VERSION', `frame written in version ${v}, outside its own range ${formatRange({ min: range['min'], max: range['max'] })}`);
+  return { ok: true, message: { v, type: raw['type'], range: { min: range['min'], max: range['max'] }, announced: true, raw } };
 }
 
-/** What a sidecar may send. */
-export function parseSidecarMessage(text: string): Parsed<SidecarMessage> {
-  const parsed = envelope(text, MAX_CLIENT_MESSAGE_BYTES);
+/** The envelope, with v one this side speaks: for frames read without a negotiated version. */
+function supported(text: string, limit: number): Parsed<Envelope> {
+  const parsed = readEnvelope(text, limit);
   if (!parsed.ok) return parsed;
-  const raw = parsed.message;
-  switch (raw['type']) {
+  const { v } = parsed.message;
+  if (v < DAEMON_PROTOCOL.min || v > DAEMON_PROTOCOL.max) return fail('BAD_VERSION', `unsupported protocol version ${v}; this side speaks ${formatRange(DAEMON_PROTOCOL)}`);
+  return parsed;
+}
+
+/** What a sidecar may send, checked by the rules of `version` (the negotiated one). */
+export function sidecarMessageOf(envelope: Envelope, version: number): Parsed<SidecarMessage> {
+  const raw = envelope.raw;
+  switch (envelope.type) {
     case 'hello': {
-      const bad = extraKeys(raw, ['v', 'type', 'qmp']) ?? checkQmpIdentity(raw['qmp']);
+      const bad = checkQmpIdentity(raw['qmp']);
       if (bad !== undefined) return fail('INVALID_MESSAGE', `hello: ${bad}`);
-      return { ok: true, message: raw as unknown as HelloMessage };
+      const qmp = raw['qmp'] as Record<string, unknown>;
+      return { ok: true, message: { v: version, type: 'hello', qmp: { name: qmp['name'] as string | null, uuid: qmp['uuid'] as string | null, version: qmp['version'] as string } } };
     }
     case 'counters': {
-      const bad = extraKeys(raw, ['v', 'type', ...COUNTER_KEYS, 'lastRequestAt']) ?? checkCounters(raw);
+      const bad = checkCounters(raw);
       if (bad !== undefined) return fail('INVALID_MESSAGE', `counters: ${bad}`);
-      return { ok: true, message: raw as unknown as CountersMessage };
+      const counters = Object.fromEntries(COUNTER_KEYS.map((key) => [key, raw[key] as number])) as Record<(typeof COUNTER_KEYS)[number], number>;
+      return { ok: true, message: { v: version, type: 'counters', ...counters, lastRequestAt: raw['lastRequestAt'] as number | null } };
+    }
+    case 'error': {
+      const bad = checkError(raw);
+      if (bad !== undefined) return fail('INVALID_MESSAGE', `error: ${bad}`);
+      return { ok: true, message: { v: version, type: 'error', code: raw['code'] as string, message: raw['message'] as string } };
     }
     default:
-      return fail('UNKNOWN_TYPE', `unknown message type ${JSON.stringify(raw['type']).slice(0, 40)}`);
+      return fail('UNKNOWN_TYPE', `unknown message type ${JSON.stringify(envelope.type).slice(0, 40)}`);
   }
 }
 
-/** What an administrator may send on the control socket. */
-export function parseControlMessage(text: string): Parsed<StatusRequest> {
-  const parsed = envelope(text, MAX_CLIENT_MESSAGE_BYTES);
-  if (!parsed.ok) return parsed;
-  const raw = parsed.message;
-  if (raw['type'] !== 'status') return fail('NOT_ALLOWED', `the control socket answers status only, not ${JSON.stringify(raw['type']).slice(0, 40)}`);
-  const bad = extraKeys(raw, ['v', 'type']);
-  if (bad !== undefined) return fail('INVALID_MESSAGE', `status: ${bad}`);
-  return { ok: true, message: { v: 2, type: 'status' } };
+/** A sidecar frame in a version this side speaks (no negotiation: tests and tools). */
+export function parseSidecarMessage(text: string): Parsed<SidecarMessage> {
+  const parsed = supported(text, MAX_CLIENT_MESSAGE_BYTES);
+  return parsed.ok ? sidecarMessageOf(parsed.message, parsed.message.v) : parsed;
 }
 
-/** What a sidecar receives: checked as strictly, since a sidecar trusts nothing either. */
-export function parseToSidecarMessage(text: string): Parsed<ToSidecarMessage> {
-  const parsed = envelope(text, MAX_SERVER_MESSAGE_BYTES);
+/**
+ * What an administrator may send on the control socket: a status request in any version range
+ * that includes one this daemon speaks; the reply is written in the highest common one.
+ */
+export function parseControlMessage(text: string): Parsed<StatusRequest> {
+  const parsed = readEnvelope(text, MAX_CLIENT_MESSAGE_BYTES);
   if (!parsed.ok) return parsed;
-  const raw = parsed.message;
-  switch (raw['type']) {
+  const envelope = parsed.message;
+  const agreed = negotiate(DAEMON_PROTOCOL, envelope.range, { mine: 'hostinfod', theirs: 'this client' });
+  if (!agreed.ok) return agreed;
+  if (envelope.type !== 'status') return fail('NOT_ALLOWED', `the control socket answers status only, not ${JSON.stringify(envelope.type).slice(0, 40)}`);
+  return { ok: true, message: { v: agreed.version, type: 'status' } };
+}
+
+/** What a sidecar receives, by the rules of `version`: checked as strictly, since a sidecar trusts nothing either. */
+export function toSidecarMessageOf(envelope: Envelope, version: number): Parsed<ToSidecarMessage> {
+  const raw = envelope.raw;
+  switch (envelope.type) {
     case 'sample': {
-      const bad = extraKeys(raw, ['v', 'type', 'seq', 'takenAt', 'values']) ??
-        (isCount(raw['seq']) ? undefined : 'seq is not a count') ??
+      const bad = (isCount(raw['seq']) ? undefined : 'seq is not a count') ??
         (isTime(raw['takenAt']) ? undefined : 'takenAt is not a time');
       if (bad !== undefined) return fail('INVALID_MESSAGE', `sample: ${bad}`);
       const values = parseHostValues(raw['values']);
       if (!values.ok) return fail('INVALID_MESSAGE', `sample: ${values.problem.key}: ${values.problem.reason}`);
-      return { ok: true, message: { v: 2, type: 'sample', seq: raw['seq'] as number, takenAt: raw['takenAt'] as number, values: values.values } };
+      return { ok: true, message: { v: version, type: 'sample', seq: raw['seq'] as number, takenAt: raw['takenAt'] as number, values: values.values } };
     }
     case 'access': {
       const bad = checkAccess(raw);
       if (bad !== undefined) return fail('INVALID_MESSAGE', `access: ${bad}`);
-      return { ok: true, message: raw as unknown as AccessMessage };
+      return { ok: true, message: accessOf(raw, version) };
     }
     case 'error': {
-      const bad = extraKeys(raw, ['v', 'type', 'code', 'message']) ??
-        (typeof raw['code'] === 'string' && typeof raw['message'] === 'string' ? undefined : 'code and message must be strings');
+      const bad = checkError(raw);
       if (bad !== undefined) return fail('INVALID_MESSAGE', `error: ${bad}`);
-      return { ok: true, message: raw as unknown as ErrorMessage };
+      return { ok: true, message: { v: version, type: 'error', code: raw['code'] as string, message: raw['message'] as string } };
     }
     default:
-      return fail('UNKNOWN_TYPE', `unknown message type ${JSON.stringify(raw['type']).slice(0, 40)}`);
+      return fail('UNKNOWN_TYPE', `unknown message type ${JSON.stringify(envelope.type).slice(0, 40)}`);
   }
+}
+
+/** A daemon frame in a version this side speaks (no negotiation: tests and tools). */
+export function parseToSidecarMessage(text: string): Parsed<ToSidecarMessage> {
+  const parsed = supported(text, MAX_SERVER_MESSAGE_BYTES);
+  return parsed.ok ? toSidecarMessageOf(parsed.message, parsed.message.v) : parsed;
 }
 
 /** The host items among a VM's allowed items, in catalogue order: all the daemon ever sends it. */
@@ -188,12 +264,12 @@ export function hostItemsOf(items: readonly ItemName[]): HostItemName[] {
   return items.filter((item): item is HostItemName => isHostItemName(item));
 }
 
-export function sampleMessage(seq: number, snapshot: HostSnapshot, values: PartialHostValues): SampleMessage {
-  return { v: 2, type: 'sample', seq, takenAt: snapshot.takenAt, values };
+export function sampleMessage(seq: number, snapshot: HostSnapshot, values: PartialHostValues, v: number = DAEMON_PROTOCOL_VERSION): SampleMessage {
+  return { v, type: 'sample', seq, takenAt: snapshot.takenAt, values };
 }
 
-export function errorMessage(error: ProtocolError): ErrorMessage {
-  return { v: 2, type: 'error', code: error.code, message: error.message };
+export function errorMessage(error: ProtocolError, v: number = DAEMON_PROTOCOL_VERSION): ErrorMessage {
+  return { v, type: 'error', code: error.code, message: error.message };
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -207,15 +283,14 @@ function isTime(value: unknown): value is number {
 }
 const isNullableText = (value: unknown, max: number): boolean => value === null || (typeof value === 'string' && value.length <= max);
 
-function extraKeys(raw: Record<string, unknown>, allowed: readonly string[]): string | undefined {
-  const extra = Object.keys(raw).find((key) => !allowed.includes(key));
-  return extra === undefined ? undefined : `unexpected key ${JSON.stringify(extra).slice(0, 40)}`;
+function checkError(raw: Record<string, unknown>): string | undefined {
+  return typeof raw['code'] === 'string' && raw['code'].length <= 64 && typeof raw['message'] === 'string' && raw['message'].length <= 8192
+    ? undefined
+    : 'code and message must be strings';
 }
 
 function checkQmpIdentity(qmp: unknown): string | undefined {
   if (!isPlainObject(qmp)) return 'qmp must be an object';
-  const extra = extraKeys(qmp, ['name', 'uuid', 'version']);
-  if (extra !== undefined) return `qmp: ${extra}`;
   if (!isNullableText(qmp['name'], MAX_QMP_TEXT) || !isNullableText(qmp['uuid'], MAX_QMP_TEXT)) return `qmp.name and qmp.uuid must be null or strings of at most ${MAX_QMP_TEXT}`;
   if (!(typeof qmp['version'] === 'string' && qmp['version'].length <= MAX_QMP_TEXT)) return 'qmp.version must be a string';
   return undefined;
@@ -229,8 +304,6 @@ function checkCounters(raw: Record<string, unknown>): string | undefined {
 }
 
 function checkAccess(raw: Record<string, unknown>): string | undefined {
-  const bad = extraKeys(raw, ['v', 'type', 'vm', 'served', 'items', 'limit', 'file', 'reason', 'maxAgeMs', 'sampleIntervalMs', 'guest']);
-  if (bad !== undefined) return bad;
   const vm = raw['vm'];
   if (!isPlainObject(vm) || typeof vm['name'] !== 'string' || typeof vm['uuid'] !== 'string' || !isCount(vm['pid'])) return 'vm must be {name, uuid, pid}';
   if (typeof raw['served'] !== 'boolean') return 'served must be a boolean';
@@ -243,4 +316,24 @@ function checkAccess(raw: Record<string, unknown>): string | undefined {
   const guest = raw['guest'];
   if (!isPlainObject(guest) || !(isCount(guest['linesPerSecond']) && isCount(guest['bytesPerSecond']))) return 'guest must be {linesPerSecond, bytesPerSecond}';
   return undefined;
+}
+
+/** A checked access frame, rebuilt from its known keys only. */
+function accessOf(raw: Record<string, unknown>, version: number): AccessMessage {
+  const vm = raw['vm'] as Record<string, unknown>;
+  const limit = raw['limit'] as Record<string, unknown>;
+  const guest = raw['guest'] as Record<string, unknown>;
+  return {
+    v: version,
+    type: 'access',
+    vm: { name: vm['name'] as string, uuid: vm['uuid'] as string, pid: vm['pid'] as number },
+    served: raw['served'] as boolean,
+    items: [...(raw['items'] as ItemName[])],
+    limit: { intervalMs: limit['intervalMs'] as number, burst: limit['burst'] as number },
+    file: raw['file'] as string | null,
+    reason: raw['reason'] as string | null,
+    maxAgeMs: raw['maxAgeMs'] as number,
+    sampleIntervalMs: raw['sampleIntervalMs'] as number,
+    guest: { linesPerSecond: guest['linesPerSecond'] as number, bytesPerSecond: guest['bytesPerSecond'] as number },
+  };
 }

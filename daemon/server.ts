@@ -9,8 +9,8 @@ import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { SILENT_LOG, type Log } from './log.js';
 import {
-  type ErrorMessage, MAX_CLIENT_MESSAGE_BYTES, MAX_CLIENT_PAYLOAD_BYTES, ProtocolError, type StatusReply,
-  errorMessage, hostItemsOf, parseControlMessage, parseSidecarMessage, sampleMessage,
+  DAEMON_PROTOCOL, type ErrorMessage, MAX_CLIENT_MESSAGE_BYTES, MAX_CLIENT_PAYLOAD_BYTES, ProtocolError, type StatusReply,
+  errorMessage, formatRange, hostItemsOf, negotiate, parseControlMessage, readEnvelope, sampleMessage, sidecarMessageOf,
 } from './messages.js';
 import type { HostSnapshot, PartialHostValues } from './sample.js';
 import { Subscriber, type SidecarLink } from './subscriber.js';
@@ -185,21 +185,55 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
     this.emit('connected', link);
   }
 
-  /** The access decision goes first, so no sample can arrive under an older one. */
+  /**
+   * The access decision goes first, so no sample can arrive under an older one. It carries the
+   * daemon's version range: the first one is the daemon's half of the negotiation.
+   */
   #grant(subscriber: Subscriber): void {
     const access = subscriber.link.access();
     subscriber.grant(access.served ? hostItemsOf(access.items) : []);
-    subscriber.ws.send(JSON.stringify(access));
+    subscriber.ws.send(JSON.stringify({ ...access, v: subscriber.version, range: DAEMON_PROTOCOL }));
   }
 
   #receive(subscriber: Subscriber, data: RawData, isBinary: boolean): void {
     if (subscriber.closing) return;
     const text = this.#frameText(data, isBinary);
     if (text instanceof ProtocolError) return this.#refuse(subscriber, text);
-    const parsed = parseSidecarMessage(text);
+    const envelope = readEnvelope(text, MAX_CLIENT_MESSAGE_BYTES);
+    if (!envelope.ok) return this.#refuse(subscriber, envelope.error);
+    const { v, type, range } = envelope.message;
+    let version = subscriber.version;
+    if (type === 'hello' && !subscriber.negotiated) {
+      // The sidecar's half: a hello without range is from a sidecar that speaks only its v.
+      const agreed = negotiate(DAEMON_PROTOCOL, range, { mine: 'hostinfod', theirs: 'the sidecar' });
+      if (!agreed.ok) return this.#refuse(subscriber, agreed.error);
+      version = agreed.version;
+    } else if (subscriber.negotiated ? v !== version : v < DAEMON_PROTOCOL.min || v > DAEMON_PROTOCOL.max) {
+      const expected = subscriber.negotiated ? `${version}, as negotiated` : formatRange(DAEMON_PROTOCOL);
+      return this.#refuse(subscriber, new ProtocolError('BAD_VERSION', `frame written in protocol version ${v}; expected ${expected}`));
+    }
+    const parsed = sidecarMessageOf(envelope.message, version);
     if (!parsed.ok) return this.#refuse(subscriber, parsed.error);
-    if (parsed.message.type === 'hello') subscriber.link.hello(parsed.message);
-    else subscriber.link.counters(parsed.message);
+    const message = parsed.message;
+    if (message.type === 'hello') {
+      const first = !subscriber.negotiated;
+      const resend = version !== subscriber.version;
+      subscriber.negotiated = true;
+      subscriber.version = version;
+      subscriber.link.hello(message);
+      // What went out before was written in a version this sidecar does not speak: again, in its.
+      if (first && resend && !subscriber.closing) {
+        this.#grant(subscriber);
+        this.#sendLatest(subscriber, this.#options.now());
+      }
+    } else if (message.type === 'counters') {
+      subscriber.link.counters(message);
+    } else {
+      // The sidecar refused the daemon (no common version): it closes next.
+      this.#options.log.warn({ event: 'sidecar-refused', vm: subscriber.link.id, code: message.code, err: message.message });
+      subscriber.closing = true;
+      subscriber.ws.close(1008, 'refused by the sidecar');
+    }
   }
 
   #frameText(data: RawData, isBinary: boolean): string | ProtocolError {
@@ -223,7 +257,7 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
       const text = this.#frameText(data, isBinary);
       const parsed = text instanceof ProtocolError ? { ok: false as const, error: text } : parseControlMessage(text);
       if (!parsed.ok) return this.#endControl(ws, parsed.error);
-      ws.send(JSON.stringify(this.#options.status()), () => ws.close(1000, 'done'));
+      ws.send(JSON.stringify({ ...this.#options.status(), v: parsed.message.v }), () => ws.close(1000, 'done'));
       // Nothing more is read from a connection that has had its answer, so its close frame will
       // never be seen either: the peer gets the idle bound to read its reply, then is cut off
       // (rather than held for ws's 30 s close timeout).
@@ -269,14 +303,14 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
       const value = snapshot.values[item];
       if (value !== undefined) (values as Record<string, unknown>)[item] = value;
     }
-    return Buffer.from(JSON.stringify(sampleMessage(this.#seq, snapshot, values)));
+    return Buffer.from(JSON.stringify(sampleMessage(this.#seq, snapshot, values, subscriber.version)));
   }
 
   /** One error frame, then the connection closes; nothing else is affected. */
   #refuse(subscriber: Subscriber, error: ProtocolError): void {
     this.#options.log.warn({ event: 'protocol-error', vm: subscriber.link.id, code: error.code, err: error.message });
     subscriber.closing = true;
-    const frame: ErrorMessage = errorMessage(error);
+    const frame: ErrorMessage = errorMessage(error, subscriber.version);
     subscriber.ws.send(JSON.stringify(frame));
     subscriber.ws.close(CLOSE_CODES[error.code] ?? 1008, error.code);
     this.emit('protocolError', subscriber.link, error);

@@ -5,7 +5,7 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { HostItemName } from '../policies/items.js';
-import type { AccessMessage, CountersMessage, HelloMessage } from './messages.js';
+import { DAEMON_PROTOCOL, type AccessMessage, type CountersMessage, type HelloMessage } from './messages.js';
 
 /** The VM a sidecar connection belongs to, as the daemon (not the sidecar) knows it. */
 export interface SidecarLink {
@@ -31,6 +31,13 @@ export class Subscriber {
   overSince: number | undefined;
   /** An error frame was sent and the connection is closing: ignore whatever else it sends. */
   closing = false;
+  /**
+   * The protocol version this connection is written in: the daemon's highest until the sidecar's
+   * hello has been negotiated, then the highest both speak.
+   */
+  version: number = DAEMON_PROTOCOL.max;
+  /** The sidecar's hello has fixed `version`. */
+  negotiated = false;
 
   constructor(ws: WebSocket, link: SidecarLink) {
     this.ws = ws;
@@ -41,7 +48,7 @@ export class Subscriber {
 
   grant(items: readonly HostItemName[]): void {
     this.items = items;
-    this.key = items.join(',');
+    this.key = `${this.version}:${items.join(',')}`;
   }
 
   /** Bytes written but not yet taken by the kernel: ws's own queue plus the socket's. */

@@ -1,14 +1,20 @@
 // The sidecar's end of its channel to hostinfod: a WebSocket over the socket pair the daemon
 // spawned it with (fd 3). No path, no reconnect: the channel is this sidecar's whole relation
 // with the daemon, and when it ends the sidecar ends (a restarted daemon starts a new one).
+//
+// The daemon may be older than this file (npm replaced the package under a running daemon, which
+// spawns what is installed now). Its first frame, `access`, says which protocol versions it speaks
+// (none said: just its v); nothing is sent before it, and then everything in the highest version
+// both speak. A daemon that announced no range gets its own shape back (no range key, which it
+// would refuse as unknown).
 
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
 import {
-  type AccessMessage, type CountersMessage, type ErrorMessage, type HelloMessage, MAX_SERVER_MESSAGE_BYTES,
-  type VmCounters, parseToSidecarMessage,
+  type AccessMessage, DAEMON_PROTOCOL, type ErrorMessage, type HelloMessage, MAX_SERVER_MESSAGE_BYTES,
+  type VmCounters, negotiate, readEnvelope, toSidecarMessageOf,
 } from '../daemon/messages.js';
 import type { HostSnapshot } from '../daemon/sample.js';
 
@@ -43,20 +49,43 @@ export class DaemonChannel extends EventEmitter<DaemonChannelEvents> {
   #latest: ReceivedSample | undefined;
   #latestReceivedAt: number | undefined;
   #seq = 0;
-  #pending: string[] = [];
+  /** Frames to send once the channel is open and the version negotiated (a hello, a counters report). */
+  #pending: Array<(v: number) => object> = [];
+  /** The negotiated version; undefined before the daemon's first frame. */
+  #version: number | undefined;
+  /** The daemon announced its range, so it understands ours. */
+  #announced = false;
+  /** A frame in #version has arrived: from now on every frame must be in it. */
+  #synced = false;
+  /** This side refused the daemon and is closing: nothing more is read. */
+  #refused = false;
 
   constructor(socket: Socket, options: DaemonChannelOptions = {}) {
     super();
     this.#monotonic = options.monotonic ?? (() => performance.now());
     // ws opens an HTTP upgrade over whatever createConnection returns: here, the inherited pair.
     this.#ws = new WebSocket('ws://hostinfod/', { createConnection: () => socket, maxPayload: MAX_SERVER_MESSAGE_BYTES, perMessageDeflate: false });
-    this.#ws.on('open', () => {
-      for (const frame of this.#pending.splice(0)) this.#ws.send(frame);
-      this.emit('open');
-    });
+    this.#ws.on('open', () => this.emit('open'));
     this.#ws.on('message', (data, isBinary) => {
+      if (this.#refused) return;
       if (isBinary) return this.#invalid('binary frame');
-      const parsed = parseToSidecarMessage(data.toString());
+      const envelope = readEnvelope(data.toString(), MAX_SERVER_MESSAGE_BYTES);
+      if (!envelope.ok) return this.#invalid(envelope.error.message);
+      const { v, range, announced } = envelope.message;
+      if (this.#version === undefined) {
+        const agreed = negotiate(DAEMON_PROTOCOL, range, { mine: 'hostinfo-sidecar', theirs: 'hostinfod' });
+        if (!agreed.ok) return this.#refuse(v, agreed.error.code, agreed.error.message);
+        this.#version = agreed.version;
+        this.#announced = announced;
+        for (const frame of this.#pending.splice(0)) this.#write(frame);
+      }
+      if (v !== this.#version) {
+        // Written before the daemon had our hello, in a version we do not speak: it sends again.
+        if (!this.#synced && v >= range.min && v <= range.max) return;
+        return this.#invalid(`frame in protocol version ${v} after agreeing on ${this.#version}`);
+      }
+      this.#synced = true;
+      const parsed = toSidecarMessageOf(envelope.message, this.#version);
       if (!parsed.ok) return this.#invalid(parsed.error.message);
       const message = parsed.message;
       if (message.type === 'access') {
@@ -96,12 +125,18 @@ export class DaemonChannel extends EventEmitter<DaemonChannelEvents> {
     return this.#latestReceivedAt;
   }
 
+  /** The protocol version agreed with the daemon; undefined until its first frame. */
+  get version(): number | undefined {
+    return this.#version;
+  }
+
+  /** Carries this side's version range when the daemon announced one (an old daemon gets plain v2). */
   hello(qmp: HelloMessage['qmp']): void {
-    this.#send({ v: 2, type: 'hello', qmp } satisfies HelloMessage);
+    this.#send((v) => ({ v, ...(this.#announced ? { range: DAEMON_PROTOCOL } : {}), type: 'hello', qmp }));
   }
 
   reportCounters(counters: VmCounters): void {
-    this.#send({ v: 2, type: 'counters', ...counters } satisfies CountersMessage);
+    this.#send((v) => ({ v, type: 'counters', ...counters }));
   }
 
   async close(): Promise<void> {
@@ -112,11 +147,21 @@ export class DaemonChannel extends EventEmitter<DaemonChannelEvents> {
     });
   }
 
-  #send(message: object): void {
-    const frame = JSON.stringify(message);
-    if (this.#ws.readyState === WebSocket.OPEN) this.#ws.send(frame);
-    // Only a hello and a counters report or two can come before the upgrade completes.
-    else if (this.#ws.readyState === WebSocket.CONNECTING && this.#pending.length < 8) this.#pending.push(frame);
+  #send(frame: (v: number) => object): void {
+    if (this.#ws.readyState === WebSocket.OPEN && this.#version !== undefined) this.#write(frame);
+    // Only a hello and a counters report or two can come before the daemon's first frame.
+    else if (this.#ws.readyState <= WebSocket.OPEN && this.#pending.length < 8) this.#pending.push(frame);
+  }
+
+  #write(frame: (v: number) => object): void {
+    this.#ws.send(JSON.stringify(frame(this.#version as number)));
+  }
+
+  /** No common version: one error frame, in the daemon's own version, then the channel ends. */
+  #refuse(v: number, code: string, message: string): void {
+    this.#refused = true;
+    this.emit('invalid', message);
+    this.#ws.send(JSON.stringify({ v, type: 'error', code, message } satisfies ErrorMessage), () => this.#ws.close(1008, code));
   }
 
   #invalid(reason: string): void {

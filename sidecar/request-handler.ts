@@ -13,6 +13,7 @@ import { isHostItemName, isItemName, type ItemName } from '../policies/items.js'
 import { takeToken, type LimiterState } from '../policies/rate-limiter.js';
 import { hostItemText, hostTimeText, vcpuDelayText } from './item-text.js';
 import { MAX_REQUEST_BYTES } from './protocol/limits.js';
+import { PROTOCOL_VERSION } from './protocol/version.js';
 import type { GuestFrame } from './protocol/line-decoder.js';
 import { formatReply, STATUS, type Reply } from './protocol/reply.js';
 import { looksLikeReply, parseRequestLine, type ParsedLine } from './protocol/request-parser.js';
@@ -114,7 +115,7 @@ function answer(context: RequestContext, items: readonly ItemName[], command: st
     case 'help':
       return noArguments(command, args) ?? ok([...ALWAYS_KNOWN, ...items].join(' '));
     case 'version':
-      return noArguments(command, args) ?? ok(`hostinfo-qemu ${context.version} protocol 1.0`);
+      return noArguments(command, args) ?? ok(`hostinfo-qemu ${context.version} protocol ${PROTOCOL_VERSION}`);
   }
   if (!isItemName(command)) {
     return { status: STATUS.unknownCommand, text: `unknown command: ${command.slice(0, MAX_ECHOED_COMMAND)}` };

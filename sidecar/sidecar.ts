@@ -133,11 +133,17 @@ export class Sidecar {
       log.info({ event: 'host-data', seq: sample.seq, items: Object.keys(sample.snapshot.values) }, 'host samples arriving');
     });
     const decided = this.#firstAccess();
-    await this.#connectQmp();
-    if (this.#stopping !== undefined) return;
-    this.#qmp.on('event', (event) => this.#onQmpEvent(event));
-    this.#qmp.on('disconnected', (reason) => void this.stop(`QMP connection closed: ${reason.message}`));
-    this.#identity = await this.#learnIdentity();
+    // stop() may run during any await below (a signal, QEMU gone, the channel closed): after
+    // each one nothing more is created, and what stop() itself cut short is not a start failure.
+    try {
+      if (!(await this.#connectQmp())) return;
+      this.#qmp.on('event', (event) => this.#onQmpEvent(event));
+      this.#qmp.on('disconnected', (reason) => void this.stop(`QMP connection closed: ${reason.message}`));
+      this.#identity = await this.#learnIdentity();
+    } catch (error) {
+      if (this.#stopping !== undefined) return;
+      throw error;
+    }
     if (this.#stopping !== undefined) return;
     this.#vm = { ...this.#vm, hypervisor: this.#identity.hypervisor };
     log.info({ event: 'identity', vm: this.#identity }, 'VM identified over QMP');
@@ -199,18 +205,24 @@ export class Sidecar {
 
   /**
    * QEMU creates its QMP socket a moment after it starts: a path is retried until it answers.
+   * False: stop() ran meanwhile, and no connection is left open.
    * The deadline bounds real waiting (timers), so it is on the real monotonic clock, not on an
    * injected one.
    */
-  async #connectQmp(): Promise<void> {
+  async #connectQmp(): Promise<boolean> {
     const target = this.#options.qmp;
     const deadline = performance.now() + QMP_CONNECT_TIMEOUT_MS;
     for (;;) {
+      // Checked before every attempt: a connection opened after stop() would outlive it.
+      if (this.#stopping !== undefined) return false;
       try {
         await this.#qmp.connect(target, { timeoutMs: Math.max(1, Math.ceil(deadline - performance.now())) });
-        return;
+        return true;
       } catch (error) {
-        if (typeof target !== 'string' || !(error instanceof QmpConnectError) || performance.now() >= deadline || this.#stopping !== undefined) throw error;
+        if (this.#stopping !== undefined) return false;
+        // Only "the socket could not be opened" is worth another try: QEMU may not listen yet.
+        // A QmpStateError (connect while not idle) is a bug here, and retrying would hide it.
+        if (typeof target !== 'string' || !(error instanceof QmpConnectError) || performance.now() >= deadline) throw error;
         await new Promise((resolve) => setTimeout(resolve, QMP_RETRY_MS));
       }
     }

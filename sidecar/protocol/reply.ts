@@ -1,7 +1,8 @@
 // Formats one reply line. Whatever text it is given (a host CPU model string, a guest's PING
 // text), what leaves is a single line of printable ASCII within MAX_REPLY_BYTES.
 
-import { MAX_REPLY_BYTES, PROTOCOL_VERSION } from './limits.js';
+import { MAX_REPLY_BYTES } from './limits.js';
+import { REPLY_PREFIX } from './version.js';
 
 export const STATUS = {
   ok: 200,
@@ -21,7 +22,7 @@ export interface Reply {
 }
 
 export function formatReply(reply: Reply): string {
-  const prefix = `${PROTOCOL_VERSION} ${reply.status} `;
+  const prefix = `${REPLY_PREFIX}${reply.status} `;
   const room = MAX_REPLY_BYTES - prefix.length - 1;
   // Replacing every non-printable code unit keeps one character per byte, so slicing by
   // characters below is slicing by bytes.

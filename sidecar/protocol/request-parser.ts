@@ -2,6 +2,8 @@
 // Grammar: COMMAND [ARG ...], separated by spaces; an argument is a bare word or a double-quoted
 // string in which only \" and \\ are escapes. Only printable ASCII (0x20-0x7e) is accepted.
 
+import { REPLY_PREFIX } from './version.js';
+
 export type ParsedLine =
   /** Blank or spaces only: a guest resynchronising. No reply. */
   | { readonly kind: 'empty' }
@@ -14,11 +16,13 @@ export type ParsedLine =
 const SPACE = 0x20;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
-const REPLY_SHAPE = /^1\.0 [0-9]{3}(?: |$)/;
+const REPLY_SHAPE = new RegExp(`^${REPLY_PREFIX.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[0-9]{3}(?: |$)`);
+/** Enough of a line to hold the prefix, three digits and the space after them. */
+const REPLY_SHAPE_BYTES = REPLY_PREFIX.length + 4;
 
-/** True for bytes that start like `1.0 <3 digits>`: checked on raw bytes, before validation. */
+/** True for bytes that start like a reply (`<version> <3 digits>`): checked on raw bytes, before validation. */
 export function looksLikeReply(bytes: Uint8Array): boolean {
-  return REPLY_SHAPE.test(Buffer.from(bytes.subarray(0, 8)).toString('latin1'));
+  return REPLY_SHAPE.test(Buffer.from(bytes.subarray(0, REPLY_SHAPE_BYTES)).toString('latin1'));
 }
 
 export function parseRequestLine(bytes: Uint8Array): ParsedLine {

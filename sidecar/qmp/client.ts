@@ -15,6 +15,7 @@ import {
   QmpGreetingError,
   QmpNegotiationError,
   QmpProtocolError,
+  QmpStateError,
   type QmpError,
 } from './errors.js';
 import { MAX_QMP_MESSAGE_BYTES, QmpFrameDecoder, type QmpJsonObject } from './framing.js';
@@ -120,12 +121,13 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
   /**
    * Connects to a QMP unix socket, checks the greeting and negotiates capabilities (none are
    * enabled: no OOB). Rejects, once the state is back to idle, with QMP_CONNECT, QMP_GREETING,
-   * QMP_NEGOTIATION, QMP_PROTOCOL/QMP_OVERSIZE, QMP_TIMEOUT, QMP_ABORTED or QMP_DISCONNECTED.
+   * QMP_NEGOTIATION, QMP_PROTOCOL/QMP_OVERSIZE, QMP_TIMEOUT, QMP_ABORTED or QMP_DISCONNECTED; at
+   * once, with the state untouched, with QMP_STATE when the client is not idle.
    */
   async connect(target: string | QmpConnectedSocket, options: QmpConnectOptions = {}): Promise<QmpGreeting> {
     const path = typeof target === 'string' ? target : target.label;
     const timeoutMs = checkTimeout(options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
-    if (this.#state !== 'idle') throw new QmpConnectError(`cannot connect while ${this.#state}`);
+    if (this.#state !== 'idle') throw new QmpStateError(`cannot connect while ${this.#state}`, this.#state);
     if (options.signal?.aborted) throw abortedError('QMP connect', options.signal);
 
     const done = new Promise<QmpGreeting>((resolve, reject) => {

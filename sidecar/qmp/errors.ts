@@ -2,7 +2,8 @@
 // rather than on message text or class identity across module copies.
 //
 //   QmpError (abstract)
-//   ├── QmpConnectError        QMP_CONNECT       the socket could not be opened
+//   ├── QmpConnectError        QMP_CONNECT       the socket could not be opened (retryable: QEMU may not listen yet)
+//   ├── QmpStateError          QMP_STATE         the call is not allowed in the client's state (a caller bug: never retry)
 //   ├── QmpGreetingError       QMP_GREETING      first message was not a usable QMP greeting
 //   ├── QmpNegotiationError    QMP_NEGOTIATION   qmp_capabilities was refused
 //   ├── QmpProtocolError       QMP_PROTOCOL      the server broke framing or message shape
@@ -14,6 +15,7 @@
 
 export type QmpErrorCode =
   | 'QMP_CONNECT'
+  | 'QMP_STATE'
   | 'QMP_GREETING'
   | 'QMP_NEGOTIATION'
   | 'QMP_PROTOCOL'
@@ -34,6 +36,17 @@ export abstract class QmpError extends Error {
 
 export class QmpConnectError extends QmpError {
   readonly code = 'QMP_CONNECT';
+}
+
+/** Like qemu.qmp's StateError: e.g. connect() while not idle. Says nothing about the socket. */
+export class QmpStateError extends QmpError {
+  readonly code = 'QMP_STATE';
+  readonly state: string;
+
+  constructor(message: string, state: string) {
+    super(message);
+    this.state = state;
+  }
 }
 
 export class QmpGreetingError extends QmpError {
@@ -94,5 +107,3 @@ export class QmpCommandError extends QmpError {
     this.desc = desc;
   }
 }
-
-export const isQmpError = (value: unknown): value is QmpError => value instanceof QmpError;

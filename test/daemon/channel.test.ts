@@ -132,8 +132,8 @@ t.test('a daemon that sends something invalid is dropped', async (t) => {
   const cases: [string, string | Buffer, RegExp][] = [
     ['a sidecar item', sample(1, 1, { vcpudelay: 1 }), /vcpudelay: unknown item/],
     ['a binary frame', Buffer.from(sample(1, 1)), /binary frame/],
-    ['an access with extra keys', JSON.stringify({ ...accessMessage([]), extra: 1 }), /unexpected key/],
-    ['a v1 frame', '{"v":1,"type":"subscribed","items":[]}', /unsupported protocol version/],
+    ['a v1 frame', '{"v":1,"type":"subscribed","items":[]}', /^no common protocol version: hostinfo-sidecar speaks 2, hostinfod speaks 1$/],
+    ['a daemon with no common version', JSON.stringify({ ...accessMessage([]), v: 4, range: { min: 4, max: 5 } }), /^no common protocol version: hostinfo-sidecar speaks 2, hostinfod speaks 4\.\.5$/],
   ];
   for (const [name, frame, reason] of cases) {
     const bad = await fakeDaemon(t, [frame]);
@@ -142,6 +142,66 @@ t.test('a daemon that sends something invalid is dropped', async (t) => {
     t.equal(bad.latest, undefined);
     t.equal(bad.access, undefined);
   }
+});
+
+/** A stand-in daemon that answers what the channel sends with `reply`; returns what it received. */
+async function scriptedDaemon(t: Teardown, first: string[], reply: (frame: Record<string, unknown>) => string[]): Promise<{ channel: DaemonChannel; received: Record<string, unknown>[] }> {
+  const [daemonEnd, sidecarEnd] = await socketPair(t);
+  const http = createServer();
+  const wss = new WebSocketServer({ server: http });
+  const received: Record<string, unknown>[] = [];
+  wss.on('connection', (ws) => {
+    first.forEach((frame) => ws.send(frame));
+    ws.on('message', (data) => {
+      const frame = JSON.parse(data.toString()) as Record<string, unknown>;
+      received.push(frame);
+      reply(frame).forEach((out) => ws.send(out));
+    });
+  });
+  http.emit('connection', daemonEnd);
+  t.teardown(() => void wss.close());
+  const channel = new DaemonChannel(sidecarEnd);
+  t.teardown(() => channel.close());
+  return { channel, received };
+}
+
+t.test('an older daemon (v2, no range, keys this side does not know): served, and answered in its own shape', async (t) => {
+  const access = { ...accessMessage(['physcpus']), future: { x: 1 } };
+  const sample = { v: 2, type: 'sample', seq: 1, takenAt: 5, values: { physcpus: 3 }, origin: 'later' };
+  const { channel, received } = await scriptedDaemon(t, [JSON.stringify(access), JSON.stringify(sample)], () => []);
+  channel.hello({ name: 'vm', uuid: null, version: '8.2.2' });
+  const [got] = await next<[unknown]>(channel, 'access');
+  t.same(got, accessMessage(['physcpus']), 'the known keys, nothing else');
+  await until('the sample', () => channel.latest !== undefined);
+  t.same(channel.latest, { seq: 1, snapshot: { takenAt: 5, values: { physcpus: 3 } } });
+  t.equal(channel.version, 2);
+  await until('the hello', () => received.length === 1);
+  t.same(received[0], { v: 2, type: 'hello', qmp: { name: 'vm', uuid: null, version: '8.2.2' } }, 'no range key: that daemon would refuse it');
+});
+
+t.test('a newer daemon (2..5, writing 5 until it has the hello): agreed on 2, its v5 frames skipped until it writes 2', async (t) => {
+  const v5 = (message: object): string => JSON.stringify({ ...message, v: 5, range: { min: 2, max: 5 }, shiny: true });
+  const first = [v5(accessMessage(['physcpus'])), v5({ type: 'sample', seq: 1, takenAt: 5, values: { physcpus: 3 } })];
+  const { channel, received } = await scriptedDaemon(t, first, (frame) => (frame['type'] === 'hello'
+    ? [JSON.stringify({ ...accessMessage(['uptime']), range: { min: 2, max: 5 } }), JSON.stringify({ v: 2, type: 'sample', seq: 1, takenAt: 5, values: { uptime: 9 } })]
+    : []));
+  channel.hello({ name: 'vm', uuid: null, version: '8.2.2' });
+  const [got] = await next<[{ items: string[] }]>(channel, 'access');
+  t.same(got.items, ['uptime'], 'the first access this side can read is the one re-sent in v2');
+  await until('the sample', () => channel.latest !== undefined);
+  t.same(channel.latest?.snapshot.values, { uptime: 9 });
+  t.same(received[0], { v: 2, range: { min: 2, max: 2 }, type: 'hello', qmp: { name: 'vm', uuid: null, version: '8.2.2' } }, 'a range-aware daemon hears our range');
+});
+
+t.test('a daemon with no version in common: one error frame naming both ranges, then the channel closes', async (t) => {
+  const { channel, received } = await scriptedDaemon(t, [JSON.stringify({ ...accessMessage([]), v: 4, range: { min: 4, max: 5 } })], () => []);
+  channel.hello({ name: 'vm', uuid: null, version: '8.2.2' });
+  const invalid = next<[string]>(channel, 'invalid');
+  const closed = next<[number, string]>(channel, 'closed');
+  t.equal((await invalid)[0], 'no common protocol version: hostinfo-sidecar speaks 2, hostinfod speaks 4..5');
+  t.same(await closed, [1008, 'BAD_VERSION']);
+  t.same(received, [{ v: 4, type: 'error', code: 'BAD_VERSION', message: 'no common protocol version: hostinfo-sidecar speaks 2, hostinfod speaks 4..5' }], 'no hello was sent');
+  t.equal(channel.access, undefined);
 });
 
 t.test('over an fd inherited by a child process, as the sidecar gets it', async (t) => {

@@ -2,7 +2,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import { HOST_ITEM_NAMES, ITEM_NAMES } from '../../policies/items.js';
 import {
-  MAX_CLIENT_MESSAGE_BYTES, MAX_QMP_TEXT, MAX_SERVER_MESSAGE_BYTES, errorMessage, hostItemsOf, parseControlMessage,
+  DAEMON_PROTOCOL, MAX_CLIENT_MESSAGE_BYTES, MAX_QMP_TEXT, negotiate, readEnvelope, MAX_SERVER_MESSAGE_BYTES, errorMessage, hostItemsOf, parseControlMessage,
   parseSidecarMessage, parseToSidecarMessage, ProtocolError, sampleMessage,
 } from '../../daemon/messages.js';
 
@@ -37,7 +37,7 @@ t.test('every way a sidecar message can be wrong has its code', async (t) => {
   t.equal(sidecar({ v: 2, type: 5 }), 'INVALID_MESSAGE');
   t.equal(sidecar({ v: 2, type: 'status' }), 'UNKNOWN_TYPE', 'status is the control socket\'s, not the channel\'s');
   t.equal(sidecar({ v: 2, type: 'sample' }), 'UNKNOWN_TYPE', 'a daemon message type from a sidecar');
-  t.equal(sidecar({ ...HELLO, extra: 1 }), 'INVALID_MESSAGE');
+  t.same(parseSidecarMessage(JSON.stringify({ ...HELLO, extra: 1 })), { ok: true, message: HELLO }, 'an unknown key is ignored, not passed on');
   t.equal(sidecar(' '.repeat(MAX_CLIENT_MESSAGE_BYTES + 1)), 'TOO_LARGE');
   t.equal(sidecar(`"${'é'.repeat(MAX_CLIENT_MESSAGE_BYTES / 2)}"`), 'TOO_LARGE', 'bytes are counted, not characters');
 });
@@ -45,15 +45,15 @@ t.test('every way a sidecar message can be wrong has its code', async (t) => {
 t.test('hello validation', async (t) => {
   const bad = (qmp: unknown): string | undefined => sidecar({ ...HELLO, qmp });
   t.equal(bad(null), 'INVALID_MESSAGE');
-  t.equal(bad({ ...HELLO.qmp, extra: 1 }), 'INVALID_MESSAGE');
+  t.equal(bad({ ...HELLO.qmp, extra: 1 }), undefined, 'unknown keys are ignored inside objects too');
   t.equal(bad({ ...HELLO.qmp, name: 5 }), 'INVALID_MESSAGE');
   t.equal(bad({ ...HELLO.qmp, name: 'x'.repeat(MAX_QMP_TEXT + 1) }), 'INVALID_MESSAGE');
   t.equal(bad({ ...HELLO.qmp, name: 'x'.repeat(MAX_QMP_TEXT) }), undefined);
   t.equal(bad({ ...HELLO.qmp, uuid: ['u'] }), 'INVALID_MESSAGE');
   t.equal(bad({ ...HELLO.qmp, version: null }), 'INVALID_MESSAGE');
   t.equal(sidecar({ v: 2, type: 'hello' }), 'INVALID_MESSAGE', 'no qmp at all');
-  t.equal(sidecar({ ...HELLO, vm: { name: 'x', uuid: 'y', pid: 1 } }), 'INVALID_MESSAGE', 'a sidecar cannot say which VM it is');
-  t.equal(sidecar({ ...HELLO, items: ['hostname'] }), 'INVALID_MESSAGE', 'nor which items it wants');
+  t.same(parseSidecarMessage(JSON.stringify({ ...HELLO, vm: { name: 'x', uuid: 'y', pid: 1 }, items: ['hostname'] })), { ok: true, message: HELLO },
+    'a sidecar cannot say which VM it is nor which items it wants: such keys never get past the parser');
 });
 
 t.test('counters validation', async (t) => {
@@ -65,7 +65,7 @@ t.test('counters validation', async (t) => {
   }
   t.equal(sidecar({ ...COUNTERS, lastRequestAt: 'now' }), 'INVALID_MESSAGE');
   t.equal(sidecar({ ...COUNTERS, lastRequestAt: -1 }), 'INVALID_MESSAGE');
-  t.equal(sidecar({ ...COUNTERS, extra: 0 }), 'INVALID_MESSAGE');
+  t.same(parseSidecarMessage(JSON.stringify({ ...COUNTERS, extra: 0 })), { ok: true, message: COUNTERS });
 });
 
 t.test('the control socket: status only', async (t) => {
@@ -73,7 +73,9 @@ t.test('the control socket: status only', async (t) => {
   t.same(parseControlMessage('{"v":2,"type":"status"}'), { ok: true, message: { v: 2, type: 'status' } });
   t.equal(control('{"v":2,"type":"hello"}'), 'NOT_ALLOWED');
   t.equal(control(JSON.stringify(COUNTERS)), 'NOT_ALLOWED');
-  t.equal(control('{"v":2,"type":"status","extra":1}'), 'INVALID_MESSAGE');
+  t.equal(control('{"v":2,"type":"status","extra":1}'), undefined, 'unknown keys are ignored');
+  t.same(parseControlMessage('{"v":3,"range":{"min":2,"max":3},"type":"status"}'), { ok: true, message: { v: 2, type: 'status' } }, 'a newer client: the reply in v2');
+  t.match(parseControlMessage('{"v":4,"range":{"min":4,"max":5},"type":"status"}'), { ok: false, error: { code: 'BAD_VERSION', message: /hostinfod speaks 2, this client speaks 4\.\.5/ } });
   t.equal(control('{"v":1,"type":"status"}'), 'BAD_VERSION');
   t.equal(control('{"v":2,'), 'MALFORMED_JSON');
   t.equal(control(JSON.stringify({ v: 2, type: 'status', pad: 'x'.repeat(MAX_CLIENT_MESSAGE_BYTES) })), 'TOO_LARGE');
@@ -86,7 +88,7 @@ t.test('what a sidecar receives is validated too, values included', async (t) =>
   t.equal(toSidecar({ ...SAMPLE, takenAt: 'x' }), 'INVALID_MESSAGE');
   t.equal(toSidecar({ ...SAMPLE, values: { physcpus: -4 } }), 'INVALID_MESSAGE');
   t.equal(toSidecar({ ...SAMPLE, values: { vcpudelay: 1 } }), 'INVALID_MESSAGE', 'a sidecar item never comes from the daemon');
-  t.equal(toSidecar({ ...SAMPLE, extra: 1 }), 'INVALID_MESSAGE');
+  t.same(parseToSidecarMessage(JSON.stringify({ ...SAMPLE, extra: 1 })), { ok: true, message: SAMPLE });
   t.equal(toSidecar({ v: 2, type: 'error', code: 'X', message: 'y' }), undefined);
   t.equal(toSidecar({ v: 2, type: 'error', code: 1, message: 'y' }), 'INVALID_MESSAGE');
   t.equal(toSidecar({ v: 2, type: 'status' }), 'UNKNOWN_TYPE');
@@ -99,7 +101,7 @@ t.test('access validation', async (t) => {
   const refused = { ...ACCESS, served: false, items: [], file: null, reason: 'no policy for this VM' };
   t.equal(toSidecar(refused), undefined);
   const bad = (patch: object): string | undefined => toSidecar({ ...ACCESS, ...patch });
-  t.equal(bad({ extra: 1 }), 'INVALID_MESSAGE');
+  t.same(parseToSidecarMessage(JSON.stringify({ ...ACCESS, extra: 1, range: { min: 2, max: 9 }, limit: { ...ACCESS.limit, extra: 1 } })), { ok: true, message: ACCESS });
   t.equal(bad({ vm: { name: 'x', uuid: 'y' } }), 'INVALID_MESSAGE');
   t.equal(bad({ vm: { name: 'x', uuid: 'y', pid: -1 } }), 'INVALID_MESSAGE');
   t.equal(bad({ served: 'yes' }), 'INVALID_MESSAGE');
@@ -138,4 +140,21 @@ t.test('no text makes a parser throw', async (t) => {
     return true;
   }));
   t.pass('fast-check found no throwing input');
+});
+
+t.test('version ranges: envelope and negotiation', async (t) => {
+  const envelope = (message: object): ReturnType<typeof readEnvelope> => readEnvelope(JSON.stringify(message), MAX_CLIENT_MESSAGE_BYTES);
+  t.match(envelope(HELLO), { ok: true, message: { v: 2, type: 'hello', range: { min: 2, max: 2 }, announced: false } }, 'no range: just v');
+  t.match(envelope({ ...HELLO, v: 3, range: { min: 2, max: 5 } }), { ok: true, message: { v: 3, range: { min: 2, max: 5 }, announced: true } });
+  const bad = (message: object): string | undefined => { const e = envelope(message); return e.ok ? undefined : e.error.code; };
+  t.equal(bad({ ...HELLO, range: { min: 3, max: 2 } }), 'INVALID_MESSAGE', 'min above max');
+  t.equal(bad({ ...HELLO, range: { min: 2 } }), 'INVALID_MESSAGE');
+  t.equal(bad({ ...HELLO, range: [2, 3] }), 'INVALID_MESSAGE');
+  t.equal(bad({ ...HELLO, range: { min: 0.5, max: 3 } }), 'INVALID_MESSAGE');
+  t.equal(bad({ ...HELLO, v: 6, range: { min: 2, max: 5 } }), 'BAD_VERSION', 'v outside its own range');
+  t.equal(bad({ ...HELLO, v: 0 }), 'BAD_VERSION');
+  const names = { mine: 'a', theirs: 'b' };
+  t.match(negotiate(DAEMON_PROTOCOL, { min: 2, max: 5 }, names), { ok: true, version: 2 });
+  t.match(negotiate({ min: 2, max: 4 }, { min: 3, max: 9 }, names), { ok: true, version: 4 }, 'the highest common');
+  t.match(negotiate({ min: 2, max: 2 }, { min: 4, max: 5 }, names), { ok: false, error: { code: 'BAD_VERSION', message: 'no common protocol version: a speaks 2, b speaks 4..5' } });
 });

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import t from 'tap';
 import { HOST_ITEM_NAMES, ITEM_NAMES } from '../../policies/items.js';
-import { MAX_CLIENT_MESSAGE_BYTES, MAX_CLIENT_PAYLOAD_BYTES } from '../../daemon/messages.js';
+import { DAEMON_PROTOCOL, MAX_CLIENT_MESSAGE_BYTES, MAX_CLIENT_PAYLOAD_BYTES } from '../../daemon/messages.js';
 import { MAX_CONTROL_CONNECTIONS } from '../../daemon/server.js';
 import { TestClient, withTimeout } from './helpers.js';
 import { EMPTY_STATUS, TestLink, accessMessage, attachTestSidecar, fullSnapshot, startServer } from './server-setup.js';
@@ -15,8 +15,8 @@ t.test('a sidecar gets its access first, then only the host items its policy all
   const wideLink = new TestLink('wide', accessMessage(ITEM_NAMES));
   const narrow = await attachTestSidecar(t, s, narrowLink);
   const wide = await attachTestSidecar(t, s, wideLink);
-  t.same(await narrow.next(), narrowLink.current, 'the access decision is the first frame');
-  t.same(await wide.next(), wideLink.current);
+  t.same(await narrow.next(), { ...narrowLink.current, range: DAEMON_PROTOCOL }, 'the access decision is the first frame, with the daemon\'s version range');
+  t.same(await wide.next(), { ...wideLink.current, range: DAEMON_PROTOCOL });
   for (let i = 0; i < 3; i++) s.server.publish(fullSnapshot(s.clock + i));
   for (let i = 0; i < 3; i++) {
     t.same(Object.keys((await narrow.next())['values'] as object), ['physcpus', 'loadavg']);
@@ -72,7 +72,7 @@ t.test('a new sidecar gets the newest sample at once; a policy change resends ac
 
   link.current = accessMessage(['physcpus']);
   s.server.refreshAccess(link);
-  t.same(await client.next(), link.current, 'the new decision comes before any sample under it');
+  t.same(await client.next(), { ...link.current, range: DAEMON_PROTOCOL }, 'the new decision comes before any sample under it');
   t.same(await client.next(), { v: 2, type: 'sample', seq: 1, takenAt: s.clock, values: { physcpus: 16 } });
   s.server.publish(fullSnapshot(s.clock + 1000));
   t.same((await client.next())['values'], { physcpus: 16 });
@@ -135,6 +135,79 @@ t.test('malformed frames: an error frame, then close; other sidecars carry on', 
     t.equal((await healthy.nextOf('sample'))['seq'], published, `${c.name}: the healthy sidecar still gets every sample`);
   }
   t.same(errors, cases.map((c) => `bad:${c.code}`));
+});
+
+t.test('version negotiation: an old-shaped sidecar and a newer one are served, one with no common version is refused', async (t) => {
+  const s = await startServer(t);
+  const qmp = { name: 'vm', uuid: null, version: '8.2.2' };
+  const served = async (name: string, hello: object, counters: object): Promise<void> => {
+    const link = new TestLink(name, accessMessage(['uptime']));
+    const client = await attachTestSidecar(t, s, link);
+    t.match(await client.nextOf('access'), { v: 2, range: DAEMON_PROTOCOL }, `${name}: the daemon announces its range`);
+    client.send(hello);
+    client.send(counters);
+    await withTimeout((async () => {
+      while (link.reports.length < 1) await new Promise((resolve) => setImmediate(resolve));
+    })(), `${name}: the counters`);
+    t.same(link.hellos, [{ v: 2, type: 'hello', qmp }], `${name}: the hello, without the keys the daemon does not know`);
+    t.same(link.reports, [{ v: 2, type: 'counters', ...COUNTERS }], `${name}: counters in the agreed version`);
+    s.server.publish(fullSnapshot(s.clock));
+    t.match(await client.nextOf('sample'), { v: 2, values: { uptime: 123456.78 } }, `${name}: samples in the agreed version`);
+    t.equal(link.closes, 0, `${name}: still connected`);
+  };
+  // A sidecar of today's shape (no range), with a key from some later minor change.
+  await served('old', { v: 2, type: 'hello', qmp: { ...qmp, arch: 'x86_64' }, later: true }, { v: 2, type: 'counters', ...COUNTERS, extra: 1 });
+  // A newer sidecar that speaks 2..5 and has more to say; it writes in 2 once it has read the access.
+  await served('future', { v: 2, range: { min: 2, max: 5 }, type: 'hello', qmp, capabilities: ['x'] }, { v: 2, type: 'counters', ...COUNTERS, histogram: [1, 2] });
+
+  const link = new TestLink('too-new', accessMessage(['uptime']));
+  const client = await attachTestSidecar(t, s, link);
+  await client.nextOf('access');
+  const gone = once(s.server, 'disconnected');
+  client.send({ v: 4, range: { min: 4, max: 5 }, type: 'hello', qmp });
+  const error = await client.nextOf('error');
+  t.equal(error['code'], 'BAD_VERSION');
+  t.equal(error['message'], 'no common protocol version: hostinfod speaks 2, the sidecar speaks 4..5', 'the message names both ranges');
+  t.equal((await client.closed).code, 1008);
+  await withTimeout(gone, 'disconnected');
+  t.same(link.hellos, []);
+});
+
+t.test('before its hello a sidecar must write in a version the daemon speaks; after it, in the agreed one', async (t) => {
+  const s = await startServer(t);
+  const early = await attachTestSidecar(t, s, new TestLink('early', accessMessage([])));
+  await early.nextOf('access');
+  early.send({ v: 3, type: 'counters', ...COUNTERS });
+  t.match(await early.nextOf('error'), { code: 'BAD_VERSION', message: /version 3; expected 2/ });
+  const late = await attachTestSidecar(t, s, new TestLink('late', accessMessage([])));
+  await late.nextOf('access');
+  late.send({ v: 2, range: { min: 2, max: 3 }, type: 'hello', qmp: { name: null, uuid: null, version: '' } });
+  late.send({ v: 3, type: 'counters', ...COUNTERS });
+  t.match(await late.nextOf('error'), { code: 'BAD_VERSION', message: /version 3; expected 2, as negotiated/ });
+});
+
+t.test('a sidecar that refuses the daemon says why, and the daemon closes the channel', async (t) => {
+  const s = await startServer(t);
+  const link = new TestLink('refuser', accessMessage([]));
+  const client = await attachTestSidecar(t, s, link);
+  await client.nextOf('access');
+  const gone = once(s.server, 'disconnected');
+  client.send({ v: 2, type: 'error', code: 'BAD_VERSION', message: 'no common protocol version', future: 1 });
+  t.equal((await client.closed).code, 1008);
+  await withTimeout(gone, 'disconnected');
+});
+
+t.test('the control socket: a status request of any shape that shares a version', async (t) => {
+  const s = await startServer(t);
+  const ask = async (request: object): Promise<Record<string, unknown>> => {
+    const admin = await TestClient.open(s.controlPath);
+    admin.send(request);
+    return admin.next();
+  };
+  t.same(await ask({ v: 2, type: 'status' }), EMPTY_STATUS);
+  t.same(await ask({ v: 2, type: 'status', verbose: true }), EMPTY_STATUS, 'an unknown key is ignored');
+  t.same(await ask({ v: 5, range: { min: 2, max: 5 }, type: 'status' }), EMPTY_STATUS, 'a newer client: answered in 2');
+  t.match(await ask({ v: 4, range: { min: 4, max: 5 }, type: 'status' }), { type: 'error', code: 'BAD_VERSION', message: 'no common protocol version: hostinfod speaks 2, this client speaks 4..5' });
 });
 
 t.test('a frame over maxPayload is cut off by ws itself (1009)', async (t) => {

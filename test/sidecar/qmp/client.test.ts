@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import t from 'tap';
 import { QmpClient, type QmpState } from '../../../sidecar/qmp/client.js';
 import { MAX_QMP_MESSAGE_BYTES } from '../../../sidecar/qmp/framing.js';
-import { QmpCommandError, QmpError, type QmpErrorCode } from '../../../sidecar/qmp/errors.js';
+import { QmpCommandError, QmpConnectError, QmpError, QmpStateError, type QmpErrorCode } from '../../../sidecar/qmp/errors.js';
 import type { QmpEvent } from '../../../sidecar/qmp/messages.js';
 import { GREETING, startFakeServer, type FakeCommand, type FakeConnection } from '../../fixtures/qmp/fake-server.js';
 
@@ -147,7 +147,10 @@ t.test('connect failures: missing socket, timeout, abort, already connected', as
 
   const good = await startFakeServer(t);
   await client.connect(good.path);
-  t.equal(await codeOf(client.connect(good.path)), 'QMP_CONNECT', 'second connect while running');
+  const second = await client.connect(good.path).then(() => undefined, (error: unknown) => error);
+  t.type(second, QmpStateError, 'second connect while running: a state error');
+  t.notOk(second instanceof QmpConnectError, 'not a connect error, which callers retry');
+  t.match(second, { code: 'QMP_STATE', state: 'running', message: 'cannot connect while running' });
   t.equal(client.state, 'running', 'the first connection is untouched');
 });
 
@@ -266,4 +269,16 @@ t.test('close() while running rejects pending commands and allows reconnecting',
   await client.connect(server.path);
   t.equal(client.state, 'running', 'the same client connects again');
   t.same(states, ['connecting', 'negotiating', 'running', 'disconnecting', 'idle', 'connecting', 'negotiating', 'running']);
+});
+
+t.test('connect() while connecting is a state error and leaves that connect alone', async (t) => {
+  const hanging = await startFakeServer(t, { greeting: null });
+  const { client } = newClient(t);
+  const first = client.connect(hanging.path, { timeoutMs: Infinity });
+  await hanging.nextConnection();
+  t.equal(await codeOf(client.connect(hanging.path)), 'QMP_STATE');
+  t.match(client.state, /^(connecting|negotiating)$/, 'still connecting');
+  t.equal(hanging.connections.length, 1, 'no second socket');
+  await client.close();
+  t.equal(await codeOf(first), 'QMP_ABORTED');
 });
