@@ -5,102 +5,15 @@
 // newer peer added are ignored, never passed on); a peer that sends anything else gets one `error`
 // frame and is disconnected. Versions are negotiated: see VersionRange.
 
-import { CodedError } from '../common/coded-error.js';
-import { isHostItemName, type HostItemName, type ItemName, isItemName } from '../policies/items.js';
+import { isHostItemName, type HostItemName, type ItemName } from '../policies/items.js';
 import { type HostSnapshot, type PartialHostValues, parseHostValues } from './sample.js';
+import { accessOf, checkAccess, checkCounters, checkError, checkQmpIdentity, isCount, isPlainObject, isTime } from './message-fields.js';
+import {
+  COUNTER_KEYS, MAX_CLIENT_MESSAGE_BYTES, MAX_SERVER_MESSAGE_BYTES, type ErrorMessage, ProtocolError, type ProtocolErrorCode,
+  type SampleMessage, type SidecarMessage, type StatusRequest, type ToSidecarMessage,
+} from './message-types.js';
 
-/** Largest frame a peer may send; a hello or counters report is a few hundred bytes. */
-export const MAX_CLIENT_MESSAGE_BYTES = 8 * 1024;
-/** ws's own limit, above MAX_CLIENT_MESSAGE_BYTES so oversized frames still get an explanatory error frame. */
-export const MAX_CLIENT_PAYLOAD_BYTES = 64 * 1024;
-/** Largest frame the daemon sends: a status reply for a host full of VMs. */
-export const MAX_SERVER_MESSAGE_BYTES = 4 * 1024 * 1024;
-export const MAX_QMP_TEXT = 256;
-
-export interface VmIdentity {
-  readonly name: string;
-  readonly uuid: string;
-  readonly pid: number;
-}
-
-/** Cumulative totals since the sidecar started, so a repeated report is harmless. */
-export interface VmCounters {
-  readonly requests: number;
-  readonly ok: number;
-  readonly denied: number;
-  readonly rateLimited: number;
-  readonly errors: number;
-  /** Guest input past the flood budget, dropped unread. */
-  readonly droppedBytes: number;
-  readonly droppedLines: number;
-  /** Epoch ms of the guest's latest request, null before the first. */
-  readonly lastRequestAt: number | null;
-}
-export const COUNTER_KEYS = ['requests', 'ok', 'denied', 'rateLimited', 'errors', 'droppedBytes', 'droppedLines'] as const;
-
-/** What the daemon decided for this VM, and the host settings the sidecar applies. */
-export interface AccessMessage {
-  readonly v: number;
-  readonly type: 'access';
-  readonly vm: VmIdentity;
-  readonly served: boolean;
-  /** Served: items and rate; not served: why (for the sidecar's log; the guest hears 403). */
-  readonly items: readonly ItemName[];
-  readonly limit: { readonly intervalMs: number; readonly burst: number };
-  readonly file: string | null;
-  readonly reason: string | null;
-  readonly maxAgeMs: number;
-  readonly sampleIntervalMs: number;
-  readonly guest: { readonly linesPerSecond: number; readonly bytesPerSecond: number };
-}
-
-export interface HelloMessage { readonly v: number; readonly type: 'hello'; readonly qmp: { readonly name: string | null; readonly uuid: string | null; readonly version: string } }
-export interface CountersMessage extends VmCounters { readonly v: number; readonly type: 'counters' }
-export interface StatusRequest { readonly v: number; readonly type: 'status' }
-/** A sidecar that refuses the daemon (no common version) says why before it closes. */
-export interface SidecarErrorMessage { readonly v: number; readonly type: 'error'; readonly code: string; readonly message: string }
-export type SidecarMessage = HelloMessage | CountersMessage | SidecarErrorMessage;
-
-export interface SampleMessage { readonly v: number; readonly type: 'sample'; readonly seq: number; readonly takenAt: number; readonly values: PartialHostValues }
-export interface VmStatus {
-  readonly id: string;
-  readonly vm: VmIdentity;
-  readonly guestDevice: string;
-  readonly served: boolean;
-  readonly reason: string | null;
-  readonly items: readonly ItemName[];
-  readonly sidecar: { readonly pid: number | null; readonly uid: number | null; readonly restarts: number; readonly connected: boolean };
-  readonly counters: VmCounters | null;
-}
-export interface StatusReply {
-  readonly v: number;
-  readonly type: 'status';
-  readonly pid: number;
-  readonly startedAt: number;
-  readonly intervalMs: number;
-  readonly seq: number | null;
-  readonly takenAt: number | null;
-  readonly vmcount: number;
-  readonly vms: readonly VmStatus[];
-}
-/** `code` is a ProtocolErrorCode from this daemon; from another version, any short string. */
-export interface ErrorMessage { readonly v: number; readonly type: 'error'; readonly code: string; readonly message: string }
-export type ToSidecarMessage = AccessMessage | SampleMessage | ErrorMessage;
-
-export type ProtocolErrorCode =
-  | 'TOO_LARGE'
-  | 'BINARY_FRAME'
-  | 'MALFORMED_JSON'
-  | 'BAD_VERSION'
-  | 'UNKNOWN_TYPE'
-  | 'INVALID_MESSAGE'
-  | 'NOT_ALLOWED'
-  | 'SERVER_FULL'
-  | 'IDLE';
-
-export class ProtocolError extends CodedError<ProtocolErrorCode> {
-  override readonly name = 'ProtocolError';
-}
+export * from './message-types.js';
 
 type Parsed<T> = { ok: true; message: T } | { ok: false; error: ProtocolError };
 const fail = (code: ProtocolErrorCode, message: string): { ok: false; error: ProtocolError } => ({ ok: false, error: new ProtocolError(code, message) });
@@ -270,70 +183,4 @@ export function sampleMessage(seq: number, snapshot: HostSnapshot, values: Parti
 
 export function errorMessage(error: ProtocolError, v: number = DAEMON_PROTOCOL_VERSION): ErrorMessage {
   return { v, type: 'error', code: error.code, message: error.message };
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-function isCount(value: unknown): value is number {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
-}
-function isTime(value: unknown): value is number {
-  return typeof value === 'number' && Number.isFinite(value) && value >= 0;
-}
-const isNullableText = (value: unknown, max: number): boolean => value === null || (typeof value === 'string' && value.length <= max);
-
-function checkError(raw: Record<string, unknown>): string | undefined {
-  return typeof raw['code'] === 'string' && raw['code'].length <= 64 && typeof raw['message'] === 'string' && raw['message'].length <= 8192
-    ? undefined
-    : 'code and message must be strings';
-}
-
-function checkQmpIdentity(qmp: unknown): string | undefined {
-  if (!isPlainObject(qmp)) return 'qmp must be an object';
-  if (!isNullableText(qmp['name'], MAX_QMP_TEXT) || !isNullableText(qmp['uuid'], MAX_QMP_TEXT)) return `qmp.name and qmp.uuid must be null or strings of at most ${MAX_QMP_TEXT}`;
-  if (!(typeof qmp['version'] === 'string' && qmp['version'].length <= MAX_QMP_TEXT)) return 'qmp.version must be a string';
-  return undefined;
-}
-
-function checkCounters(raw: Record<string, unknown>): string | undefined {
-  for (const key of COUNTER_KEYS) if (!isCount(raw[key])) return `${key} must be a non-negative integer`;
-  const last = raw['lastRequestAt'];
-  if (!(last === null || isTime(last))) return 'lastRequestAt must be epoch milliseconds or null';
-  return undefined;
-}
-
-function checkAccess(raw: Record<string, unknown>): string | undefined {
-  const vm = raw['vm'];
-  if (!isPlainObject(vm) || typeof vm['name'] !== 'string' || typeof vm['uuid'] !== 'string' || !isCount(vm['pid'])) return 'vm must be {name, uuid, pid}';
-  if (typeof raw['served'] !== 'boolean') return 'served must be a boolean';
-  const items = raw['items'];
-  if (!Array.isArray(items) || !items.every((item) => typeof item === 'string' && isItemName(item))) return 'items must be item names';
-  const limit = raw['limit'];
-  if (!isPlainObject(limit) || !(isTime(limit['intervalMs']) && (limit['intervalMs'] as number) > 0) || !(isCount(limit['burst']) && (limit['burst'] as number) >= 1)) return 'limit must be {intervalMs > 0, burst >= 1}';
-  if (!isNullableText(raw['file'], 4096) || !isNullableText(raw['reason'], 8192)) return 'file and reason must be null or strings';
-  if (!(isTime(raw['maxAgeMs']) && isTime(raw['sampleIntervalMs']))) return 'maxAgeMs and sampleIntervalMs must be numbers';
-  const guest = raw['guest'];
-  if (!isPlainObject(guest) || !(isCount(guest['linesPerSecond']) && isCount(guest['bytesPerSecond']))) return 'guest must be {linesPerSecond, bytesPerSecond}';
-  return undefined;
-}
-
-/** A checked access frame, rebuilt from its known keys only. */
-function accessOf(raw: Record<string, unknown>, version: number): AccessMessage {
-  const vm = raw['vm'] as Record<string, unknown>;
-  const limit = raw['limit'] as Record<string, unknown>;
-  const guest = raw['guest'] as Record<string, unknown>;
-  return {
-    v: version,
-    type: 'access',
-    vm: { name: vm['name'] as string, uuid: vm['uuid'] as string, pid: vm['pid'] as number },
-    served: raw['served'] as boolean,
-    items: [...(raw['items'] as ItemName[])],
-    limit: { intervalMs: limit['intervalMs'] as number, burst: limit['burst'] as number },
-    file: raw['file'] as string | null,
-    reason: raw['reason'] as string | null,
-    maxAgeMs: raw['maxAgeMs'] as number,
-    sampleIntervalMs: raw['sampleIntervalMs'] as number,
-    guest: { linesPerSecond: guest['linesPerSecond'] as number, bytesPerSecond: guest['bytesPerSecond'] as number },
-  };
 }

@@ -1,16 +1,17 @@
 // The daemon's WebSocket side. Sidecars reach it only over the socket pair each was spawned with
 // (handed to an HTTP server that never listens), so a connection is bound to its VM from the
-// first byte; the control socket, the only one on the file system, answers one status request
-// per connection to its owner. Samples fan out to each sidecar filtered by its VM's policy.
+// first byte; samples fan out to each sidecar filtered by its VM's policy. The control socket is
+// control-server.ts's.
 
 import { EventEmitter } from 'node:events';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
+import { CONTROL_IDLE_MS, ControlServer, SHUTDOWN_GRACE_MS, WS_OPTIONS, frameText, plainHttp } from './control-server.js';
 import { SILENT_LOG, type Log } from './log.js';
 import {
-  DAEMON_PROTOCOL, type ErrorMessage, MAX_CLIENT_MESSAGE_BYTES, MAX_CLIENT_PAYLOAD_BYTES, ProtocolError, type StatusReply,
-  errorMessage, formatRange, hostItemsOf, negotiate, parseControlMessage, readEnvelope, sampleMessage, sidecarMessageOf,
+  DAEMON_PROTOCOL, type ErrorMessage, MAX_CLIENT_MESSAGE_BYTES, ProtocolError, type StatusReply,
+  errorMessage, formatRange, hostItemsOf, negotiate, readEnvelope, sampleMessage, sidecarMessageOf,
 } from './messages.js';
 import type { HostSnapshot, PartialHostValues } from './sample.js';
 import { Subscriber, type SidecarLink } from './subscriber.js';
@@ -19,16 +20,8 @@ import { Subscriber, type SidecarLink } from './subscriber.js';
 export const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024;
 /** How long a subscriber may stay over the buffered bound before it is disconnected. */
 export const DEFAULT_STALL_TIMEOUT_MS = 10_000;
-/** On shutdown, how long clients get to answer the close handshake before being cut off. */
-export const SHUTDOWN_GRACE_MS = 1_000;
-/** A control connection must finish its upgrade and ask within this, or it is dropped. */
-export const CONTROL_IDLE_MS = 5_000;
-/**
- * Control connections at once. Sidecars never use the control socket, so filling it cannot keep a
- * VM from being served; the bound caps what idle or non-reading peers cost: each holds at most one
- * status reply.
- */
-export const MAX_CONTROL_CONNECTIONS = 64;
+
+export { CONTROL_IDLE_MS, MAX_CONTROL_CONNECTIONS, SHUTDOWN_GRACE_MS } from './control-server.js';
 
 export interface DaemonServerOptions {
   readonly intervalMs: number;
@@ -54,10 +47,9 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
   readonly control: Server;
   readonly #sidecarHttp: Server;
   readonly #sidecarWss: WebSocketServer;
-  readonly #controlWss: WebSocketServer;
+  readonly #control: ControlServer;
   readonly #links = new WeakMap<Socket, SidecarLink>();
   readonly #subscribers = new Set<Subscriber>();
-  readonly #controls = new Set<WebSocket>();
   readonly #options: Required<Omit<DaemonServerOptions, 'log'>> & { log: Log };
   #seq = 0;
   #latest: HostSnapshot | undefined;
@@ -72,31 +64,17 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
       log: SILENT_LOG,
       ...options,
     };
-    const plainHttp = (): Server => {
-      const server = createServer((_request, response) => {
-        response.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
-        response.end('hostinfod speaks WebSocket only\n');
-      });
-      server.headersTimeout = this.#options.controlIdleMs;
-      server.requestTimeout = this.#options.controlIdleMs;
-      return server;
-    };
-    // Compression over a local socket costs CPU for nothing, and deflate queues frames
-    // internally, which would hide backpressure from bufferedAmount.
-    const wsOptions = { maxPayload: MAX_CLIENT_PAYLOAD_BYTES, perMessageDeflate: false, clientTracking: false } as const;
-    this.#sidecarHttp = plainHttp();
-    this.#sidecarWss = new WebSocketServer({ server: this.#sidecarHttp, ...wsOptions });
+    this.#sidecarHttp = plainHttp(this.#options.controlIdleMs);
+    this.#sidecarWss = new WebSocketServer({ server: this.#sidecarHttp, ...WS_OPTIONS });
     this.#sidecarWss.on('connection', (ws, request) => this.#acceptSidecar(ws, request));
-    this.control = plainHttp();
-    this.control.maxConnections = MAX_CONTROL_CONNECTIONS;
-    // headersTimeout only counts from a request's first byte: a connection that sends nothing would
-    // hold one of the few control slots until its peer leaves. ws clears this socket timeout when
-    // it upgrades; the control idle timer takes over from there.
-    this.control.timeout = this.#options.controlIdleMs;
-    this.#controlWss = new WebSocketServer({ server: this.control, ...wsOptions });
-    this.#controlWss.on('connection', (ws) => this.#acceptControl(ws));
     this.#sidecarWss.on('error', () => {});
-    this.#controlWss.on('error', () => {});
+    this.#control = new ControlServer({
+      status: this.#options.status,
+      idleMs: this.#options.controlIdleMs,
+      log: this.#options.log,
+      refused: (error) => this.emit('protocolError', undefined, error),
+    });
+    this.control = this.#control.http;
   }
 
   get lastSeq(): number {
@@ -149,7 +127,7 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
 
   /** Closes every connection (close handshake, then cut-off after a grace) and the listener. */
   async close(): Promise<void> {
-    const open = [...this.#subscribers].map((s) => s.ws).concat([...this.#controls]);
+    const open = [...this.#subscribers].map((s) => s.ws).concat(this.#control.open);
     for (const ws of open) ws.close(1001, 'hostinfod shutting down');
     const grace = setTimeout(() => {
       for (const ws of open) ws.terminate();
@@ -157,8 +135,7 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
     await Promise.all(open.map((ws) => (ws.readyState === ws.CLOSED ? undefined : new Promise((done) => ws.once('close', done)))));
     clearTimeout(grace);
     await new Promise<void>((done) => this.#sidecarWss.close(() => done()));
-    await new Promise<void>((done) => this.#controlWss.close(() => done()));
-    if (this.control.listening) await new Promise<void>((done) => this.control.close(() => done()));
+    await this.#control.close();
   }
 
   #acceptSidecar(ws: WebSocket, request: IncomingMessage): void {
@@ -197,7 +174,7 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
 
   #receive(subscriber: Subscriber, data: RawData, isBinary: boolean): void {
     if (subscriber.closing) return;
-    const text = this.#frameText(data, isBinary);
+    const text = frameText(data, isBinary);
     if (text instanceof ProtocolError) return this.#refuse(subscriber, text);
     const envelope = readEnvelope(text, MAX_CLIENT_MESSAGE_BYTES);
     if (!envelope.ok) return this.#refuse(subscriber, envelope.error);
@@ -234,43 +211,6 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
       subscriber.closing = true;
       subscriber.ws.close(1008, 'refused by the sidecar');
     }
-  }
-
-  #frameText(data: RawData, isBinary: boolean): string | ProtocolError {
-    if (isBinary) return new ProtocolError('BINARY_FRAME', 'frames must be JSON text');
-    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
-    if (bytes.length > MAX_CLIENT_MESSAGE_BYTES) return new ProtocolError('TOO_LARGE', `message larger than ${MAX_CLIENT_MESSAGE_BYTES} bytes`);
-    return bytes.toString('utf8');
-  }
-
-  /** One request, one reply, then the connection ends: a peer that never reads holds one reply. */
-  #acceptControl(ws: WebSocket): void {
-    this.#controls.add(ws);
-    const idle = setTimeout(() => this.#endControl(ws, new ProtocolError('IDLE', `no request within ${this.#options.controlIdleMs} ms`)), this.#options.controlIdleMs);
-    ws.on('error', () => {});
-    ws.on('close', () => {
-      clearTimeout(idle);
-      this.#controls.delete(ws);
-    });
-    ws.once('message', (data, isBinary) => {
-      clearTimeout(idle);
-      const text = this.#frameText(data, isBinary);
-      const parsed = text instanceof ProtocolError ? { ok: false as const, error: text } : parseControlMessage(text);
-      if (!parsed.ok) return this.#endControl(ws, parsed.error);
-      ws.send(JSON.stringify({ ...this.#options.status(), v: parsed.message.v }), () => ws.close(1000, 'done'));
-      // Nothing more is read from a connection that has had its answer, so its close frame will
-      // never be seen either: the peer gets the idle bound to read its reply, then is cut off
-      // (rather than held for ws's 30 s close timeout).
-      (ws as unknown as { _socket: Socket })._socket.pause();
-      setTimeout(() => ws.terminate(), this.#options.controlIdleMs).unref();
-    });
-  }
-
-  #endControl(ws: WebSocket, error: ProtocolError): void {
-    this.#options.log.warn({ event: 'control-refused', code: error.code, err: error.message });
-    this.emit('protocolError', undefined, error);
-    ws.send(JSON.stringify(errorMessage(error)), () => ws.close(1008, error.code));
-    setTimeout(() => ws.terminate(), SHUTDOWN_GRACE_MS).unref();
   }
 
   #sendLatest(subscriber: Subscriber, now: number): void {

@@ -1,0 +1,99 @@
+// The daemon protocol's shapes and limits: what each frame holds, as both ends see it. The
+// parsing and negotiation are in messages.ts, the field checks in message-fields.ts.
+
+import { CodedError } from '../common/coded-error.js';
+import type { ItemName } from '../policies/items.js';
+import type { PartialHostValues } from './sample.js';
+
+/** Largest frame a peer may send; a hello or counters report is a few hundred bytes. */
+export const MAX_CLIENT_MESSAGE_BYTES = 8 * 1024;
+/** ws's own limit, above MAX_CLIENT_MESSAGE_BYTES so oversized frames still get an explanatory error frame. */
+export const MAX_CLIENT_PAYLOAD_BYTES = 64 * 1024;
+/** Largest frame the daemon sends: a status reply for a host full of VMs. */
+export const MAX_SERVER_MESSAGE_BYTES = 4 * 1024 * 1024;
+export const MAX_QMP_TEXT = 256;
+
+export interface VmIdentity {
+  readonly name: string;
+  readonly uuid: string;
+  readonly pid: number;
+}
+
+/** Cumulative totals since the sidecar started, so a repeated report is harmless. */
+export interface VmCounters {
+  readonly requests: number;
+  readonly ok: number;
+  readonly denied: number;
+  readonly rateLimited: number;
+  readonly errors: number;
+  /** Guest input past the flood budget, dropped unread. */
+  readonly droppedBytes: number;
+  readonly droppedLines: number;
+  /** Epoch ms of the guest's latest request, null before the first. */
+  readonly lastRequestAt: number | null;
+}
+export const COUNTER_KEYS = ['requests', 'ok', 'denied', 'rateLimited', 'errors', 'droppedBytes', 'droppedLines'] as const;
+
+/** What the daemon decided for this VM, and the host settings the sidecar applies. */
+export interface AccessMessage {
+  readonly v: number;
+  readonly type: 'access';
+  readonly vm: VmIdentity;
+  readonly served: boolean;
+  /** Served: items and rate; not served: why (for the sidecar's log; the guest hears 403). */
+  readonly items: readonly ItemName[];
+  readonly limit: { readonly intervalMs: number; readonly burst: number };
+  readonly file: string | null;
+  readonly reason: string | null;
+  readonly maxAgeMs: number;
+  readonly sampleIntervalMs: number;
+  readonly guest: { readonly linesPerSecond: number; readonly bytesPerSecond: number };
+}
+
+export interface HelloMessage { readonly v: number; readonly type: 'hello'; readonly qmp: { readonly name: string | null; readonly uuid: string | null; readonly version: string } }
+export interface CountersMessage extends VmCounters { readonly v: number; readonly type: 'counters' }
+export interface StatusRequest { readonly v: number; readonly type: 'status' }
+/** A sidecar that refuses the daemon (no common version) says why before it closes. */
+export interface SidecarErrorMessage { readonly v: number; readonly type: 'error'; readonly code: string; readonly message: string }
+export type SidecarMessage = HelloMessage | CountersMessage | SidecarErrorMessage;
+
+export interface SampleMessage { readonly v: number; readonly type: 'sample'; readonly seq: number; readonly takenAt: number; readonly values: PartialHostValues }
+export interface VmStatus {
+  readonly id: string;
+  readonly vm: VmIdentity;
+  readonly guestDevice: string;
+  readonly served: boolean;
+  readonly reason: string | null;
+  readonly items: readonly ItemName[];
+  readonly sidecar: { readonly pid: number | null; readonly uid: number | null; readonly restarts: number; readonly connected: boolean };
+  readonly counters: VmCounters | null;
+}
+export interface StatusReply {
+  readonly v: number;
+  readonly type: 'status';
+  readonly pid: number;
+  readonly startedAt: number;
+  readonly intervalMs: number;
+  readonly seq: number | null;
+  readonly takenAt: number | null;
+  readonly vmcount: number;
+  readonly vms: readonly VmStatus[];
+}
+/** `code` is a ProtocolErrorCode from this daemon; from another version, any short string. */
+export interface ErrorMessage { readonly v: number; readonly type: 'error'; readonly code: string; readonly message: string }
+export type ToSidecarMessage = AccessMessage | SampleMessage | ErrorMessage;
+
+export type ProtocolErrorCode =
+  | 'TOO_LARGE'
+  | 'BINARY_FRAME'
+  | 'MALFORMED_JSON'
+  | 'BAD_VERSION'
+  | 'UNKNOWN_TYPE'
+  | 'INVALID_MESSAGE'
+  | 'NOT_ALLOWED'
+  | 'SERVER_FULL'
+  | 'IDLE';
+
+export class ProtocolError extends CodedError<ProtocolErrorCode> {
+  override readonly name = 'ProtocolError';
+}
