@@ -17,6 +17,7 @@ import {
   type VmCounters, negotiate, readEnvelope, toSidecarMessageOf,
 } from '../daemon/messages.js';
 import type { HostSnapshot } from '../daemon/sample.js';
+import type { Access } from '../policies/access.js';
 
 export interface ReceivedSample {
   readonly seq: number;
@@ -40,6 +41,13 @@ export interface DaemonChannelOptions {
    * clock the sidecar measures ages on (SidecarOptions.clock.monotonic, same default).
    */
   readonly monotonic?: () => number;
+}
+
+/** The daemon's decision in the request handler's terms. */
+export function accessOf(message: AccessMessage): Access {
+  return message.served
+    ? { served: true, policy: { file: message.file ?? '(daemon)', enabled: true, items: message.items, limit: message.limit } }
+    : { served: false, reason: message.reason ?? 'not served' };
 }
 
 export class DaemonChannel extends EventEmitter<DaemonChannelEvents> {
@@ -131,6 +139,30 @@ export class DaemonChannel extends EventEmitter<DaemonChannelEvents> {
   }
 
   /** Carries this side's version range when the daemon announced one (an old daemon gets plain v2). */
+  /**
+   * The daemon's first decision (it sends one as soon as the channel opens): undefined when
+   * `until` settles first, a rejection after `timeoutMs`.
+   */
+  firstAccess(timeoutMs: number, until: Promise<unknown>): Promise<AccessMessage | undefined> {
+    if (this.#access !== undefined) return Promise.resolve(this.#access);
+    return new Promise<AccessMessage | undefined>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('access', onAccess);
+        reject(new Error(`no access decision from hostinfod within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const onAccess = (message: AccessMessage): void => {
+        clearTimeout(timer);
+        resolve(message);
+      };
+      this.once('access', onAccess);
+      void until.then(() => {
+        clearTimeout(timer);
+        this.off('access', onAccess);
+        resolve(undefined);
+      });
+    });
+  }
+
   hello(qmp: HelloMessage['qmp']): void {
     this.#send((v) => ({ v, ...(this.#announced ? { range: DAEMON_PROTOCOL } : {}), type: 'hello', qmp }));
   }

@@ -11,12 +11,12 @@ import type { Access } from '../policies/access.js';
 import { FRESH_LIMITER, rebaseLimiter, type LimiterState } from '../policies/rate-limiter.js';
 import { AuditLog, type AuditRecord } from './audit-log.js';
 import { countRequest, ZERO_COUNTERS } from './counters.js';
-import type { DaemonChannel } from './daemon-channel.js';
+import { accessOf, type DaemonChannel } from './daemon-channel.js';
 import { GuestPort, type Backoff } from './guest-port.js';
 import type { GuestFrame } from './protocol/line-decoder.js';
 import { QmpClient, QmpConnectError, queryCpusFast, queryName, queryUuid, queryVersion, type QmpConnectedSocket, type QmpEvent } from './qmp/index.js';
 import { handleGuestFrame, type HeldSample, type VmFacts } from './request-handler.js';
-import { delayPercent, readRunDelays, type DelayReading } from './vcpu-delay.js';
+import { runDelayMeter } from './vcpu-delay.js';
 
 /** Counters go to the daemon at most this often, however fast the guest asks. */
 export const COUNTER_REPORT_MS = 1_000;
@@ -74,13 +74,6 @@ export interface VmIdentityFacts {
   readonly uuid: string | undefined;
   readonly hypervisor: string;
   readonly vcpuThreads: readonly number[];
-}
-
-/** The daemon's decision in the request handler's terms. */
-export function accessOf(message: AccessMessage): Access {
-  return message.served
-    ? { served: true, policy: { file: message.file ?? '(daemon)', enabled: true, items: message.items, limit: message.limit } }
-    : { served: false, reason: message.reason ?? 'not served' };
 }
 
 export class Sidecar {
@@ -181,23 +174,7 @@ export class Sidecar {
 
   /** The daemon's first decision; undefined if the sidecar stops first; rejects if none comes in time. */
   #firstAccess(): Promise<AccessMessage | undefined> {
-    const { channel } = this.#options;
-    if (channel.access !== undefined) return Promise.resolve(channel.access);
-    const decided = new Promise<AccessMessage | undefined>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        channel.off('access', onAccess);
-        reject(new Error(`no access decision from hostinfod within ${ACCESS_TIMEOUT_MS} ms`));
-      }, ACCESS_TIMEOUT_MS);
-      const onAccess = (message: AccessMessage): void => {
-        clearTimeout(timer);
-        resolve(message);
-      };
-      channel.once('access', onAccess);
-      void this.#stopped.then(() => {
-        clearTimeout(timer);
-        resolve(undefined);
-      });
-    });
+    const decided = this.#options.channel.firstAccess(ACCESS_TIMEOUT_MS, this.#stopped);
     // Awaited only after QMP: a rejection meanwhile must not count as unhandled.
     decided.catch(() => {});
     return decided;
@@ -307,13 +284,9 @@ export class Sidecar {
       this.#options.log.warn({ event: 'vcpudelay-unavailable' }, 'QEMU pid or vCPU threads unknown: vcpudelay answers 503');
       return;
     }
-    let previous: DelayReading | undefined;
-    const measure = async (): Promise<void> => {
-      const reading = await readRunDelays(pid() as number, threads);
-      const percent = previous === undefined ? undefined : delayPercent(previous, reading);
-      previous = reading;
-      if (percent !== undefined) this.#vm = { ...this.#vm, vcpuDelay: { percent, measuredAt: this.#clock.monotonic() } };
-    };
+    const measure = runDelayMeter(() => pid() as number, threads, (percent) => {
+      this.#vm = { ...this.#vm, vcpuDelay: { percent, measuredAt: this.#clock.monotonic() } };
+    });
     void measure();
     this.#every(this.#options.channel.access?.sampleIntervalMs ?? 1000, () => void measure());
   }

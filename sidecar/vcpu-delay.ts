@@ -51,3 +51,18 @@ export async function readRunDelays(pid: number, threadIds: readonly number[], n
   }));
   return { atNs: now(), delays };
 }
+
+/**
+ * One measurement step of a meter: each call reads the threads' run delays and, from the second
+ * call on, reports the percentage over the time since the previous call. `pid` is asked each time
+ * (the daemon may learn QEMU's daemonized pid later).
+ */
+export function runDelayMeter(pid: () => number, threadIds: readonly number[], report: (percent: number) => void): () => Promise<void> {
+  let previous: DelayReading | undefined;
+  return async () => {
+    const reading = await readRunDelays(pid(), threadIds);
+    const percent = previous === undefined ? undefined : delayPercent(previous, reading);
+    previous = reading;
+    if (percent !== undefined) report(percent);
+  };
+}
