@@ -19,50 +19,10 @@ import {
   type QmpError,
 } from './errors.js';
 import { MAX_QMP_MESSAGE_BYTES, QmpFrameDecoder, type QmpJsonObject } from './framing.js';
-import { encodeCommand, parseGreeting, parseServerMessage, type QmpEvent, type QmpGreeting, type QmpVersionTriple } from './messages.js';
+import { encodeCommand, parseGreeting, parseServerMessage, type QmpGreeting, type QmpVersionTriple } from './messages.js';
+import { TRANSITIONS, type QmpClientEvents, type QmpClientOptions, type QmpConnectedSocket, type QmpConnectOptions, type QmpExecuteOptions, type QmpState } from './client-api.js';
 
-export type QmpState = 'idle' | 'connecting' | 'negotiating' | 'running' | 'disconnecting';
-
-const TRANSITIONS: Readonly<Record<QmpState, readonly QmpState[]>> = {
-  idle: ['connecting'],
-  connecting: ['negotiating', 'disconnecting'],
-  negotiating: ['running', 'disconnecting'],
-  running: ['disconnecting'],
-  disconnecting: ['idle'],
-};
-
-export interface QmpClientEvents {
-  state: [state: QmpState, previous: QmpState];
-  /** An asynchronous QMP event (STOP, RESUME, SHUTDOWN, ...). Listeners must not throw. */
-  event: [event: QmpEvent];
-  /** A connection that connect() had resolved is over; emitted once the state is idle again. */
-  disconnected: [reason: QmpError];
-}
-
-export interface QmpClientOptions {
-  /** Bound on one server message, checked before parsing. */
-  readonly maxMessageBytes?: number;
-  /** Used by execute() when the call gives no timeoutMs. */
-  readonly commandTimeoutMs?: number;
-}
-
-export interface QmpConnectOptions {
-  /** Covers socket connect, greeting and negotiation together. */
-  readonly timeoutMs?: number;
-  readonly signal?: AbortSignal;
-}
-
-export interface QmpExecuteOptions {
-  /** Infinity waits forever. A command that times out may still have run inside QEMU. */
-  readonly timeoutMs?: number;
-  readonly signal?: AbortSignal;
-}
-
-/** A socket connected by someone else (the daemon), with a name for error messages. */
-export interface QmpConnectedSocket {
-  readonly socket: net.Socket;
-  readonly label: string;
-}
+export type { QmpClientEvents, QmpClientOptions, QmpConnectedSocket, QmpConnectOptions, QmpExecuteOptions, QmpState } from './client-api.js';
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 export const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
