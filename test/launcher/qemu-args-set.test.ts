@@ -14,7 +14,7 @@
 
 import t, { type Test } from 'tap';
 import { planQemuArgs, type PlanOptions, type QemuPlan, type WrapPlan } from '../../launcher/qemu-args.js';
-import { parseQemuUint32 } from '../../launcher/qemu-args-scan.js';
+import { parseQemuUint32 } from '../../launcher/qemu-device-props.js';
 
 function plan(args: readonly string[], extra: Partial<PlanOptions> = {}): QemuPlan {
   return planQemuArgs(args, { transport: 'isa-serial', vmsDir: '/run/hi', launcherPid: 4242, ...extra });
