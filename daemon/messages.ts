@@ -109,15 +109,21 @@ export function sidecarMessageOf(envelope: Envelope, version: number): Parsed<Si
       const counters = Object.fromEntries(COUNTER_KEYS.map((key) => [key, raw[key] as number])) as Record<(typeof COUNTER_KEYS)[number], number>;
       return { ok: true, message: { v: version, type: 'counters', ...counters, lastRequestAt: raw['lastRequestAt'] as number | null } };
     }
-    case 'error': {
-      const bad = checkError(raw);
-      if (bad !== undefined) return fail('INVALID_MESSAGE', `error: ${bad}`);
-      return { ok: true, message: { v: version, type: 'error', code: raw['code'] as string, message: raw['message'] as string } };
-    }
+    case 'error':
+      return errorFrameOf(raw, version);
     default:
-      return fail('UNKNOWN_TYPE', `unknown message type ${JSON.stringify(envelope.type).slice(0, 40)}`);
+      return unknownType(envelope);
   }
 }
+
+/** Either end may send one error frame before it closes. */
+function errorFrameOf(raw: Record<string, unknown>, version: number): Parsed<ErrorMessage> {
+  const bad = checkError(raw);
+  if (bad !== undefined) return fail('INVALID_MESSAGE', `error: ${bad}`);
+  return { ok: true, message: { v: version, type: 'error', code: raw['code'] as string, message: raw['message'] as string } };
+}
+
+const unknownType = (envelope: Envelope): { ok: false; error: ProtocolError } => fail('UNKNOWN_TYPE', `unknown message type ${JSON.stringify(envelope.type).slice(0, 40)}`);
 
 /** A sidecar frame in a version this side speaks (no negotiation: tests and tools). */
 export function parseSidecarMessage(text: string): Parsed<SidecarMessage> {
@@ -156,13 +162,10 @@ export function toSidecarMessageOf(envelope: Envelope, version: number): Parsed<
       if (bad !== undefined) return fail('INVALID_MESSAGE', `access: ${bad}`);
       return { ok: true, message: accessOf(raw, version) };
     }
-    case 'error': {
-      const bad = checkError(raw);
-      if (bad !== undefined) return fail('INVALID_MESSAGE', `error: ${bad}`);
-      return { ok: true, message: { v: version, type: 'error', code: raw['code'] as string, message: raw['message'] as string } };
-    }
+    case 'error':
+      return errorFrameOf(raw, version);
     default:
-      return fail('UNKNOWN_TYPE', `unknown message type ${JSON.stringify(envelope.type).slice(0, 40)}`);
+      return unknownType(envelope);
   }
 }
 

@@ -3,29 +3,20 @@
 // by its own VmKeeper. A directory is only ever removed for being a dead VM's own.
 
 import { readdirSync, watch, type FSWatcher } from 'node:fs';
-import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { processStartTime, processUid, sameProcess } from '../common/proc.js';
 import { VMS_DIR } from '../common/runtime-tree.js';
-import type { HostConfig } from '../policies/host-config.js';
-import type { Log } from './log.js';
 import type { VmStatus } from './messages.js';
 import { sidecarAccount } from './sidecar-launch.js';
-import type { SidecarLink } from './subscriber.js';
 import { readVmRecord, removeVmDir, vmDirOwner, type VmDirOwner } from './vm-dir.js';
-import { VmKeeper } from './vm-keeper.js';
+import { VmKeeper, type KeeperContext } from './vm-keeper.js';
 
 /** How often every VM's process is checked, and vms/ read again in case a watch event was lost. */
 export const LIVENESS_MS = 1_000;
 export const RESCAN_MS = 5_000;
 
-export interface FleetOptions {
-  readonly runtimeDir: string;
-  readonly log: Log;
-  readonly config: () => HostConfig;
-  readonly loadConfig: () => Promise<HostConfig>;
-  readonly attach: (channel: Socket, link: SidecarLink) => void;
-  readonly refresh: (link: SidecarLink) => void;
+/** What every VM's keeper is given; the daemon's uid defaults to this process's. */
+export interface FleetOptions extends Omit<KeeperContext, 'daemonUid'> {
   readonly daemonUid?: number;
 }
 
