@@ -10,7 +10,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Fleet, killAndWait, WIDE_BUDGET_NOTE } from './fleet.js';
+import { WIDE_BUDGET_NOTE } from './fleet-site.js';
+import { Fleet, killAndWait } from './fleet.js';
 import { spawnNoted } from './reaper.js';
 import { percentile, type Benchmark, type BenchRow } from './table.js';
 

@@ -16,7 +16,7 @@ import { rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fetchStatus } from '../daemon/control-client.js';
-import { cleanEnv, FRONT, makeSite, PAUSED_QEMU, poll, QEMU, readLogLines, type LogLine } from './fleet.js';
+import { cleanEnv, FRONT, makeSite, PAUSED_QEMU, poll, QEMU, readLogLines, type LogLine } from './fleet-site.js';
 import { killNoted, notePid, spawnNoted, stillRuns, stopChild, untilGone } from './reaper.js';
 import { percentile, type Benchmark, type BenchRow } from './table.js';
 

@@ -13,20 +13,20 @@ export interface SamplerOptions {
 }
 
 export class HostSampler {
-  private readonly options: SamplerOptions;
-  private inventory: InventoryValues = {};
-  private lastTakenAt = -Infinity;
+  readonly #options: SamplerOptions;
+  #inventory: InventoryValues = {};
+  #lastTakenAt = -Infinity;
 
   constructor(options: SamplerOptions) {
-    this.options = options;
+    this.#options = options;
   }
 
   setInventory(inventory: InventoryValues): void {
-    this.inventory = inventory;
+    this.#inventory = inventory;
   }
 
   sample(): HostSnapshot {
-    const merged: PartialHostValues = { ...this.inventory, ...this.options.hot.collect(), vmcount: this.options.vmCount() };
+    const merged: PartialHostValues = { ...this.#inventory, ...this.#options.hot.collect(), vmcount: this.#options.vmCount() };
     // Catalogue order, so every sample serialises the same way.
     const values: PartialHostValues = {};
     for (const name of HOST_ITEM_NAMES) {
@@ -35,8 +35,8 @@ export class HostSampler {
     }
     // A wall clock stepped back (NTP) must not make a newer sample look older: subscribers and
     // the sidecar's max_age check rely on takenAt never decreasing.
-    const takenAt = Math.max((this.options.now ?? Date.now)(), this.lastTakenAt);
-    this.lastTakenAt = takenAt;
+    const takenAt = Math.max((this.#options.now ?? Date.now)(), this.#lastTakenAt);
+    this.#lastTakenAt = takenAt;
     return { takenAt, values };
   }
 }

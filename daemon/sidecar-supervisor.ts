@@ -4,6 +4,7 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { Backoff } from '../common/backoff.js';
 
 export interface RestartPolicy {
   readonly firstDelayMs: number;
@@ -42,7 +43,7 @@ export class SidecarSupervisor extends EventEmitter<SupervisorEvents> {
   #crashes: number[] = [];
   #starts = 0;
   #launching = false;
-  #delay: number;
+  readonly #backoff: Backoff;
   #timer: NodeJS.Timeout | undefined;
   #stopping = false;
 
@@ -51,7 +52,7 @@ export class SidecarSupervisor extends EventEmitter<SupervisorEvents> {
     this.#options = options;
     this.#policy = options.policy ?? SIDECAR_RESTART;
     this.#now = options.now ?? (() => performance.now());
-    this.#delay = this.#policy.firstDelayMs;
+    this.#backoff = new Backoff({ minMs: this.#policy.firstDelayMs, maxMs: this.#policy.maxDelayMs });
   }
 
   get pid(): number | undefined {
@@ -114,15 +115,14 @@ export class SidecarSupervisor extends EventEmitter<SupervisorEvents> {
     if (this.#stopping) return;
     const now = this.#now();
     // A sidecar that served for a while before dying starts the backoff over.
-    if (now - this.#startedAt >= STABLE_RUN_MS) this.#delay = this.#policy.firstDelayMs;
+    if (now - this.#startedAt >= STABLE_RUN_MS) this.#backoff.reset();
     this.#crashes = [...this.#crashes.filter((at) => now - at < this.#policy.windowMs), now];
     if (this.#crashes.length >= this.#policy.maxCrashes) {
       this.emit('exited', how, undefined);
       this.emit('gave-up', this.#crashes.length);
       return;
     }
-    const delay = this.#delay;
-    this.#delay = Math.min(this.#delay * 2, this.#policy.maxDelayMs);
+    const delay = this.#backoff.next();
     this.emit('exited', how, delay);
     this.#timer = setTimeout(() => this.start(), delay);
   }

@@ -5,34 +5,34 @@
 import { performance } from 'node:perf_hooks';
 
 export class Ticker {
-  private timer: NodeJS.Timeout | undefined;
-  private readonly intervalMs: number;
-  private readonly tick: () => void;
-  private origin = 0;
-  private count = 0;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #intervalMs: number;
+  readonly #tick: () => void;
+  #origin = 0;
+  #count = 0;
 
   constructor(intervalMs: number, tick: () => void) {
-    this.intervalMs = intervalMs;
-    this.tick = tick;
+    this.#intervalMs = intervalMs;
+    this.#tick = tick;
   }
 
   start(): void {
-    this.origin = performance.now();
-    this.count = 0;
-    this.schedule();
+    this.#origin = performance.now();
+    this.#count = 0;
+    this.#schedule();
   }
 
   stop(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 
-  private schedule(): void {
+  #schedule(): void {
     const now = performance.now();
-    this.count = Math.max(this.count + 1, Math.ceil((now - this.origin) / this.intervalMs));
-    this.timer = setTimeout(() => {
-      this.tick();
-      if (this.timer !== undefined) this.schedule();
-    }, this.origin + this.count * this.intervalMs - now);
+    this.#count = Math.max(this.#count + 1, Math.ceil((now - this.#origin) / this.#intervalMs));
+    this.#timer = setTimeout(() => {
+      this.#tick();
+      if (this.#timer !== undefined) this.#schedule();
+    }, this.#origin + this.#count * this.#intervalMs - now);
   }
 }

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { retryEvery } from '../common/backoff.js';
 import { VM_RECORD_FILE } from '../common/runtime-tree.js';
 import { systemTool } from './system-tools.js';
 import { MAX_VM_RECORD_BYTES, parseVmRecord, type VmRecordResult } from '../common/vm-record.js';
@@ -76,20 +77,24 @@ export async function removeVmDir(dir: string, owner: VmDirOwner, daemonUid: num
 
 /** Connects as soon as QEMU listens on `path`; gives up when `keepTrying` says the VM is gone. */
 export async function connectWhenListening(path: string, keepTrying: () => boolean, retryMs = 25): Promise<Socket> {
-  for (;;) {
-    const socket = await new Promise<Socket | undefined>((resolve) => {
-      const attempt = connect({ path });
-      attempt.once('connect', () => {
-        attempt.removeAllListeners('error');
-        // Not a byte may be read here: QEMU's QMP greeting (and any early guest bytes) belong to
-        // the sidecar this socket is handed to.
-        attempt.pause();
-        resolve(attempt);
-      });
-      attempt.once('error', () => resolve(undefined));
-    });
-    if (socket !== undefined) return socket;
-    if (!keepTrying()) throw new Error(`${path}: QEMU is gone before it listened`);
-    await new Promise((resolve) => setTimeout(resolve, retryMs));
+  try {
+    return await retryEvery(retryMs, () => connectPaused(path), () => keepTrying());
+  } catch {
+    throw new Error(`${path}: QEMU is gone before it listened`);
   }
+}
+
+/** One connection attempt; rejects with the connect error. */
+function connectPaused(path: string): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const attempt = connect({ path });
+    attempt.once('connect', () => {
+      attempt.removeAllListeners('error');
+      // Not a byte may be read here: QEMU's QMP greeting (and any early guest bytes) belong to
+      // the sidecar this socket is handed to.
+      attempt.pause();
+      resolve(attempt);
+    });
+    attempt.once('error', reject);
+  });
 }

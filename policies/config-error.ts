@@ -2,6 +2,8 @@
 // file, the line where known, the key, what was expected and what was received, so an
 // administrator can fix it from the message alone. `code` is stable for programs and tests.
 
+import { CodedError } from '../common/coded-error.js';
+
 export type ConfigErrorCode =
   | 'CONFIG_READ'
   | 'CONFIG_SYNTAX'
@@ -18,9 +20,8 @@ export interface ConfigErrorDetails {
   readonly received?: string | undefined;
 }
 
-export class ConfigError extends Error {
+export class ConfigError extends CodedError<ConfigErrorCode> {
   override readonly name = 'ConfigError';
-  readonly code: ConfigErrorCode;
   readonly file: string;
   readonly line: number | undefined;
   readonly key: string | undefined;
@@ -28,8 +29,7 @@ export class ConfigError extends Error {
   readonly received: string | undefined;
 
   constructor(code: ConfigErrorCode, details: ConfigErrorDetails, problem?: string) {
-    super(describe(details, problem));
-    this.code = code;
+    super(code, describe(details, problem));
     this.file = details.file;
     this.line = details.line;
     this.key = details.key;

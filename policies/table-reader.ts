@@ -34,14 +34,14 @@ export class TableReader {
   boolean(key: string, fallback: boolean): boolean {
     if (!this.has(key)) return fallback;
     const value = this.#table[key];
-    if (typeof value !== 'boolean') throw this.typeError(key, 'a boolean (true or false)', value);
+    if (typeof value !== 'boolean') throw this.#typeError(key, 'a boolean (true or false)', value);
     return value;
   }
 
   string(key: string, fallback: string): string {
     if (!this.has(key)) return fallback;
     const value = this.#table[key];
-    if (typeof value !== 'string') throw this.typeError(key, 'a string', value);
+    if (typeof value !== 'string') throw this.#typeError(key, 'a string', value);
     if (value.length === 0) throw this.error('CONFIG_RANGE', key, 'a non-empty string', '""');
     return value;
   }
@@ -50,7 +50,7 @@ export class TableReader {
   positiveSeconds(key: string, fallback: number): number {
     if (!this.has(key)) return fallback;
     const value = this.#table[key];
-    if (typeof value !== 'number') throw this.typeError(key, 'a number of seconds', value);
+    if (typeof value !== 'number') throw this.#typeError(key, 'a number of seconds', value);
     if (!Number.isFinite(value) || value <= 0) {
       throw this.error('CONFIG_RANGE', key, 'a finite number of seconds greater than 0', showValue(value));
     }
@@ -60,7 +60,7 @@ export class TableReader {
   integerAtLeast(key: string, minimum: number, fallback: number): number {
     if (!this.has(key)) return fallback;
     const value = this.#table[key];
-    if (typeof value !== 'number' || !Number.isInteger(value)) throw this.typeError(key, `an integer >= ${minimum}`, value);
+    if (typeof value !== 'number' || !Number.isInteger(value)) throw this.#typeError(key, `an integer >= ${minimum}`, value);
     if (value < minimum || !Number.isSafeInteger(value)) {
       throw this.error('CONFIG_RANGE', key, `an integer >= ${minimum}`, showValue(value));
     }
@@ -71,9 +71,9 @@ export class TableReader {
   stringArray(key: string): readonly string[] | undefined {
     if (!this.has(key)) return undefined;
     const value = this.#table[key];
-    if (!Array.isArray(value)) throw this.typeError(key, 'an array of strings', value);
+    if (!Array.isArray(value)) throw this.#typeError(key, 'an array of strings', value);
     value.forEach((element: unknown, index) => {
-      if (typeof element !== 'string') throw this.typeError(`${key}[${index}]`, 'a string', element, key);
+      if (typeof element !== 'string') throw this.#typeError(`${key}[${index}]`, 'a string', element, key);
     });
     return value as string[];
   }
@@ -81,7 +81,7 @@ export class TableReader {
   subTable(key: string): TableReader | undefined {
     if (!this.has(key)) return undefined;
     const value = this.#table[key];
-    if (typeName(value) !== 'table') throw this.typeError(key, 'a table', value);
+    if (typeName(value) !== 'table') throw this.#typeError(key, 'a table', value);
     return new TableReader(value as TomlTable, this.#text, this.#file, key);
   }
 
@@ -97,7 +97,7 @@ export class TableReader {
     }, problem);
   }
 
-  private typeError(key: string, expected: string, value: unknown, lineKey = key): ConfigError {
+  #typeError(key: string, expected: string, value: unknown, lineKey = key): ConfigError {
     return this.error('CONFIG_TYPE', key, expected, `${typeName(value)} ${showValue(value)}`, undefined, lineKey);
   }
 }

@@ -11,19 +11,15 @@ import { createConnection, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { FRESH_GUEST_BUDGET, spendGuestBudget, validateGuestBudget, type GuestBudget, type GuestBudgetState } from './guest-budget.js';
 import { GuestLineDecoder, type GuestFrame } from './protocol/line-decoder.js';
+import { Backoff, type BackoffPolicy } from '../common/backoff.js';
 
-export interface Backoff {
-  readonly minMs: number;
-  readonly maxMs: number;
-}
-
-export const GUEST_RECONNECT: Backoff = { minMs: 50, maxMs: 2_000 };
+export const GUEST_RECONNECT: BackoffPolicy = { minMs: 50, maxMs: 2_000 };
 
 export interface GuestPortOptions {
   /** Returns a socket: a new connection (path mode) or a pre-connected one (fd mode, reconnect must be false). */
   readonly connect: () => Socket;
   /** Backoff between reconnects; false: a dropped connection is final (emit 'disconnected' then 'ended'). */
-  readonly reconnect: Backoff | false;
+  readonly reconnect: BackoffPolicy | false;
   readonly respond: (frame: GuestFrame) => string | undefined;
   readonly budget: GuestBudget;
   /** Monotonic ms; default performance.now. */
@@ -65,14 +61,13 @@ export function fdConnector(fd: number): () => Socket {
 
 export class GuestPort extends EventEmitter<GuestPortEvents> {
   readonly #connect: () => Socket;
-  readonly #reconnect: Backoff | false;
+  readonly #reconnect: Backoff | undefined;
   readonly #respond: (frame: GuestFrame) => string | undefined;
   readonly #now: () => number;
   #budget: GuestBudget;
   // Per port, not per connection: the guest behind a new connection is the same guest.
   #budgetState: GuestBudgetState = FRESH_GUEST_BUDGET;
   #socket: Socket | undefined;
-  #retryDelay: number;
   #retryTimer: NodeJS.Timeout | undefined;
   #pauseTimer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -80,11 +75,10 @@ export class GuestPort extends EventEmitter<GuestPortEvents> {
   constructor(options: GuestPortOptions) {
     super();
     this.#connect = options.connect;
-    this.#reconnect = options.reconnect;
+    this.#reconnect = options.reconnect === false ? undefined : new Backoff(options.reconnect);
     this.#respond = options.respond;
     this.#budget = validateGuestBudget(options.budget);
     this.#now = options.now ?? (() => performance.now());
-    this.#retryDelay = options.reconnect === false ? 0 : options.reconnect.minMs;
   }
 
   get connected(): boolean {
@@ -108,7 +102,7 @@ export class GuestPort extends EventEmitter<GuestPortEvents> {
     let opened = false;
     const open = (): void => {
       opened = true;
-      if (this.#reconnect !== false) this.#retryDelay = this.#reconnect.minMs;
+      this.#reconnect?.reset();
       this.emit('connected');
     };
     // Two independent reasons to stop reading; the socket reads again only when neither holds.
@@ -183,7 +177,7 @@ export class GuestPort extends EventEmitter<GuestPortEvents> {
         this.#pauseTimer = undefined;
       }
       if (opened) this.emit('disconnected', 'connection closed');
-      if (this.#reconnect === false) {
+      if (this.#reconnect === undefined) {
         if (this.#closed) return;
         this.#closed = true;
         this.emit('ended');
@@ -213,9 +207,7 @@ export class GuestPort extends EventEmitter<GuestPortEvents> {
 
   #scheduleReconnect(backoff: Backoff): void {
     if (this.#closed) return;
-    const delay = this.#retryDelay;
-    this.#retryDelay = Math.min(this.#retryDelay * 2, backoff.maxMs);
-    this.#retryTimer = setTimeout(() => this.#restart(), delay);
+    this.#retryTimer = setTimeout(() => this.#restart(), backoff.next());
   }
 
   #restart(): void {

@@ -6,13 +6,14 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { AccessMessage, VmCounters } from '../daemon/messages.js';
+import { retryEvery, type BackoffPolicy } from '../common/backoff.js';
 import { HOSTINFO_VERSION } from '../common/version.js';
 import type { Access } from '../policies/access.js';
 import { FRESH_LIMITER, rebaseLimiter, type LimiterState } from '../policies/rate-limiter.js';
 import { AuditLog, type AuditRecord } from './audit-log.js';
 import { countRequest, ZERO_COUNTERS } from './counters.js';
 import { accessOf, type DaemonChannel } from './daemon-channel.js';
-import { GuestPort, type Backoff } from './guest-port.js';
+import { GuestPort } from './guest-port.js';
 import type { GuestFrame } from './protocol/line-decoder.js';
 import { QmpClient, QmpConnectError, queryCpusFast, queryName, queryUuid, queryVersion, type QmpConnectedSocket, type QmpEvent } from './qmp/index.js';
 import { handleGuestFrame, type HeldSample, type VmFacts } from './request-handler.js';
@@ -50,7 +51,7 @@ export const SYSTEM_CLOCK: SidecarClock = {
 
 export interface GuestReach {
   readonly connect: () => Socket;
-  readonly reconnect: Backoff | false;
+  readonly reconnect: BackoffPolicy | false;
 }
 
 export interface SidecarOptions {
@@ -189,19 +190,20 @@ export class Sidecar {
   async #connectQmp(): Promise<boolean> {
     const target = this.#options.qmp;
     const deadline = performance.now() + QMP_CONNECT_TIMEOUT_MS;
-    for (;;) {
-      // Checked before every attempt: a connection opened after stop() would outlive it.
-      if (this.#stopping !== undefined) return false;
-      try {
+    const stopped = (): boolean => this.#stopping !== undefined;
+    try {
+      await retryEvery(QMP_RETRY_MS, async () => {
+        // Checked before every attempt: a connection opened after stop() would outlive it.
+        if (stopped()) throw new Error('stopped');
         await this.#qmp.connect(target, { timeoutMs: Math.max(1, Math.ceil(deadline - performance.now())) });
-        return true;
-      } catch (error) {
-        if (this.#stopping !== undefined) return false;
+      }, (error) =>
         // Only "the socket could not be opened" is worth another try: QEMU may not listen yet.
         // A QmpStateError (connect while not idle) is a bug here, and retrying would hide it.
-        if (typeof target !== 'string' || !(error instanceof QmpConnectError) || performance.now() >= deadline) throw error;
-        await new Promise((resolve) => setTimeout(resolve, QMP_RETRY_MS));
-      }
+        !stopped() && typeof target === 'string' && error instanceof QmpConnectError && performance.now() < deadline);
+      return true;
+    } catch (error) {
+      if (stopped()) return false;
+      throw error;
     }
   }
 

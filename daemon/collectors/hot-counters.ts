@@ -15,12 +15,12 @@ export const HOT_PROC_FILES = ['stat', 'loadavg', 'meminfo', 'uptime', 'pressure
 export type HotValues = Pick<PartialHostValues, 'physcpus' | 'loadavg' | 'cpuusage' | 'pressure' | 'physmem' | 'swap' | 'uptime'>;
 
 export class HotCounters {
-  private readonly proc: ProcSource;
+  readonly #proc: ProcSource;
   /** The /proc/stat reading the next cpuusage is measured from. */
-  private baseline: CpuTimes | undefined;
+  #baseline: CpuTimes | undefined;
 
   constructor(proc: ProcSource) {
-    this.proc = proc;
+    this.#proc = proc;
   }
 
   /**
@@ -29,40 +29,40 @@ export class HotCounters {
    */
   collect(): HotValues {
     const values: HotValues = {};
-    const stat = parseProcStat(this.proc.read('stat') ?? '');
+    const stat = parseProcStat(this.#proc.read('stat') ?? '');
     if (stat !== undefined) {
       values.physcpus = stat.onlineCpus;
-      const usage = this.baseline === undefined ? undefined : cpuUsageBetween(this.baseline, stat.total);
+      const usage = this.#baseline === undefined ? undefined : cpuUsageBetween(this.#baseline, stat.total);
       if (usage !== undefined) values.cpuusage = usage;
       // With no tick elapsed the old baseline is kept, so the next figure covers the longer span
       // instead of being lost; a backwards jump resets it.
-      if (usage !== undefined || this.baseline === undefined || isBehind(stat.total, this.baseline)) this.baseline = stat.total;
+      if (usage !== undefined || this.#baseline === undefined || isBehind(stat.total, this.#baseline)) this.#baseline = stat.total;
     }
-    const loadavg = parseLoadavg(this.proc.read('loadavg') ?? '');
+    const loadavg = parseLoadavg(this.#proc.read('loadavg') ?? '');
     if (loadavg !== undefined) values.loadavg = loadavg;
-    const memory = parseMeminfo(this.proc.read('meminfo') ?? '');
+    const memory = parseMeminfo(this.#proc.read('meminfo') ?? '');
     if (memory.physmem !== undefined) values.physmem = memory.physmem;
     if (memory.swap !== undefined) values.swap = memory.swap;
-    const uptime = parseUptime(this.proc.read('uptime') ?? '');
+    const uptime = parseUptime(this.#proc.read('uptime') ?? '');
     if (uptime !== undefined) values.uptime = uptime;
-    const pressure = this.pressure();
+    const pressure = this.#pressure();
     if (pressure !== undefined) values.pressure = pressure;
     return values;
   }
 
   /** All three resources or nothing: a partial PSI reading would read as "no pressure". */
-  private pressure(): HotValues['pressure'] {
-    const cpu = this.someAvg10('pressure/cpu');
+  #pressure(): HotValues['pressure'] {
+    const cpu = this.#someAvg10('pressure/cpu');
     if (cpu === undefined) return undefined;
-    const memory = this.someAvg10('pressure/memory');
+    const memory = this.#someAvg10('pressure/memory');
     if (memory === undefined) return undefined;
-    const io = this.someAvg10('pressure/io');
+    const io = this.#someAvg10('pressure/io');
     if (io === undefined) return undefined;
     return { cpu, memory, io };
   }
 
-  private someAvg10(name: string): number | undefined {
-    const text = this.proc.read(name);
+  #someAvg10(name: string): number | undefined {
+    const text = this.#proc.read(name);
     return text === undefined ? undefined : parsePressureSomeAvg10(text);
   }
 }

@@ -19,7 +19,7 @@ export interface ProcSource {
 
 export class ProcFiles implements ProcSource {
   readonly root: string;
-  private readonly buffer = Buffer.allocUnsafe(MAX_PROC_READ_BYTES);
+  readonly #buffer = Buffer.allocUnsafe(MAX_PROC_READ_BYTES);
 
   constructor(root = '/proc') {
     this.root = root;
@@ -38,10 +38,10 @@ export class ProcFiles implements ProcSource {
     try {
       let length = 0;
       for (;;) {
-        const got = readSync(fd, this.buffer, length, this.buffer.length - length, null);
+        const got = readSync(fd, this.#buffer, length, this.#buffer.length - length, null);
         if (got === 0) break;
         length += got;
-        if (length === this.buffer.length) break;
+        if (length === this.#buffer.length) break;
       }
       return length;
     } catch {
@@ -54,17 +54,6 @@ export class ProcFiles implements ProcSource {
   read(name: string): string | undefined {
     const length = this.readRaw(name);
     // /proc text is ASCII; latin1 decodes it without UTF-8 validation work.
-    return length < 0 ? undefined : this.buffer.toString('latin1', 0, length);
-  }
-}
-
-/** A fixed set of texts, for tests and recorded fixtures. */
-export class ProcTexts implements ProcSource {
-  private readonly texts: ReadonlyMap<string, string>;
-  constructor(texts: Readonly<Record<string, string>>) {
-    this.texts = new Map(Object.entries(texts));
-  }
-  read(name: string): string | undefined {
-    return this.texts.get(name);
+    return length < 0 ? undefined : this.#buffer.toString('latin1', 0, length);
   }
 }

@@ -3,7 +3,8 @@ import { availableParallelism, totalmem } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { HOT_PROC_FILES, HotCounters } from '../../../daemon/collectors/hot-counters.js';
-import { ProcFiles, ProcTexts } from '../../../daemon/collectors/proc-reader.js';
+import { ProcFiles } from '../../../daemon/collectors/proc-reader.js';
+import { ProcTexts } from '../../helpers/proc-texts.js';
 import { PROC_FIXTURES } from '../helpers.js';
 
 t.test('a recorded 6.18 kernel with PSI: every hot item', async (t) => {
