@@ -1,18 +1,10 @@
 // Field-by-field checks of the daemon protocol's frames, and the rebuilding of a checked frame
 // from its known keys only (unknown keys a newer peer added never get past here).
 
+import { isAmount, isCount, isPlainObject } from '../common/json-checks.js';
 import { isItemName, type ItemName } from '../policies/items.js';
 import { COUNTER_KEYS, MAX_QMP_TEXT, type AccessMessage } from './message-types.js';
 
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-export function isCount(value: unknown): value is number {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
-}
-export function isTime(value: unknown): value is number {
-  return typeof value === 'number' && Number.isFinite(value) && value >= 0;
-}
 export const isNullableText = (value: unknown, max: number): boolean => value === null || (typeof value === 'string' && value.length <= max);
 
 export function checkError(raw: Record<string, unknown>): string | undefined {
@@ -31,7 +23,7 @@ export function checkQmpIdentity(qmp: unknown): string | undefined {
 export function checkCounters(raw: Record<string, unknown>): string | undefined {
   for (const key of COUNTER_KEYS) if (!isCount(raw[key])) return `${key} must be a non-negative integer`;
   const last = raw['lastRequestAt'];
-  if (!(last === null || isTime(last))) return 'lastRequestAt must be epoch milliseconds or null';
+  if (!(last === null || isAmount(last))) return 'lastRequestAt must be epoch milliseconds or null';
   return undefined;
 }
 
@@ -42,9 +34,9 @@ export function checkAccess(raw: Record<string, unknown>): string | undefined {
   const items = raw['items'];
   if (!Array.isArray(items) || !items.every((item) => typeof item === 'string' && isItemName(item))) return 'items must be item names';
   const limit = raw['limit'];
-  if (!isPlainObject(limit) || !(isTime(limit['intervalMs']) && (limit['intervalMs'] as number) > 0) || !(isCount(limit['burst']) && (limit['burst'] as number) >= 1)) return 'limit must be {intervalMs > 0, burst >= 1}';
+  if (!isPlainObject(limit) || !(isAmount(limit['intervalMs']) && (limit['intervalMs'] as number) > 0) || !(isCount(limit['burst']) && (limit['burst'] as number) >= 1)) return 'limit must be {intervalMs > 0, burst >= 1}';
   if (!isNullableText(raw['file'], 4096) || !isNullableText(raw['reason'], 8192)) return 'file and reason must be null or strings';
-  if (!(isTime(raw['maxAgeMs']) && isTime(raw['sampleIntervalMs']))) return 'maxAgeMs and sampleIntervalMs must be numbers';
+  if (!(isAmount(raw['maxAgeMs']) && isAmount(raw['sampleIntervalMs']))) return 'maxAgeMs and sampleIntervalMs must be numbers';
   const guest = raw['guest'];
   if (!isPlainObject(guest) || !(isCount(guest['linesPerSecond']) && isCount(guest['bytesPerSecond']))) return 'guest must be {linesPerSecond, bytesPerSecond}';
   return undefined;

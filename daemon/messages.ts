@@ -5,9 +5,10 @@
 // newer peer added are ignored, never passed on); a peer that sends anything else gets one `error`
 // frame and is disconnected. Versions are negotiated: see VersionRange.
 
+import { isAmount, isCount, isPlainObject } from '../common/json-checks.js';
 import { isHostItemName, type HostItemName, type ItemName } from '../policies/items.js';
 import { type HostSnapshot, type PartialHostValues, parseHostValues } from './sample.js';
-import { accessOf, checkAccess, checkCounters, checkError, checkQmpIdentity, isCount, isPlainObject, isTime } from './message-fields.js';
+import { accessOf, checkAccess, checkCounters, checkError, checkQmpIdentity } from './message-fields.js';
 import {
   COUNTER_KEYS, MAX_CLIENT_MESSAGE_BYTES, MAX_SERVER_MESSAGE_BYTES, type ErrorMessage, ProtocolError, type ProtocolErrorCode,
   type SampleMessage, type SidecarMessage, type StatusRequest, type ToSidecarMessage,
@@ -151,7 +152,7 @@ export function toSidecarMessageOf(envelope: Envelope, version: number): Parsed<
   switch (envelope.type) {
     case 'sample': {
       const bad = (isCount(raw['seq']) ? undefined : 'seq is not a count') ??
-        (isTime(raw['takenAt']) ? undefined : 'takenAt is not a time');
+        (isAmount(raw['takenAt']) ? undefined : 'takenAt is not a time');
       if (bad !== undefined) return fail('INVALID_MESSAGE', `sample: ${bad}`);
       const values = parseHostValues(raw['values']);
       if (!values.ok) return fail('INVALID_MESSAGE', `sample: ${values.problem.key}: ${values.problem.reason}`);

@@ -3,6 +3,7 @@
 // sidecar alone turns them into guest-visible text.
 
 import type { HostItemName } from '../policies/items.js';
+import { isAmount, isCount, isPlainObject } from '../common/json-checks.js';
 
 export interface HostValues {
   physcpus: number;
@@ -45,11 +46,11 @@ export const MAX_SAMPLE_STRING = 256;
 
 type Check = (value: unknown) => boolean;
 
-const count: Check = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-const amount: Check = (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const count: Check = isCount;
+const amount: Check = isAmount;
 const text: Check = (v) => typeof v === 'string' && v.length > 0 && v.length <= MAX_SAMPLE_STRING;
 const record = (keys: readonly string[], each: Check): Check => (v) =>
-  typeof v === 'object' && v !== null && !Array.isArray(v) &&
+  isPlainObject(v) &&
   Object.keys(v).length === keys.length && keys.every((k) => Object.hasOwn(v, k) && each((v as Record<string, unknown>)[k]));
 
 const VALUE_CHECKS: { readonly [K in keyof HostValues]: Check } = {
@@ -76,7 +77,7 @@ export type SampleProblem = { readonly key: string; readonly reason: 'unknown it
  * peer that sends one malformed value is not trusted for the others.
  */
 export function parseHostValues(raw: unknown): { ok: true; values: PartialHostValues } | { ok: false; problem: SampleProblem } {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+  if (!isPlainObject(raw)) {
     return { ok: false, problem: { key: 'values', reason: 'malformed value' } };
   }
   for (const [key, value] of Object.entries(raw)) {

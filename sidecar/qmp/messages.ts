@@ -2,6 +2,7 @@
 // untrusted JSON object into one of them. Member order is not significant in QMP, and servers
 // may add members, so validators check what we rely on and ignore the rest.
 
+import { isCount, isPlainObject } from '../../common/json-checks.js';
 import type { QmpJsonObject } from './framing.js';
 
 export interface QmpVersionTriple {
@@ -41,10 +42,7 @@ export interface QmpEvent {
 
 export type QmpServerMessage = QmpReturn | QmpErrorReply | QmpEvent;
 
-const isObject = (value: unknown): value is QmpJsonObject =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
-
-const isCount = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0;
+const isObject = (value: unknown): value is QmpJsonObject => isPlainObject(value);
 
 /** The greeting's payload, or a reason it is unusable. */
 export function parseGreeting(message: QmpJsonObject): QmpGreeting | string {

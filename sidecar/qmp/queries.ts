@@ -3,6 +3,7 @@
 // machine.json query-cpus-fast) so the rest of the sidecar never handles raw QMP JSON.
 // A reply of the wrong shape is a QmpProtocolError: it means we are not talking to the QEMU we think.
 
+import { isCount, isPlainObject } from '../../common/json-checks.js';
 import { QmpProtocolError } from './errors.js';
 import type { QmpJsonObject } from './framing.js';
 import type { QmpVersionTriple } from './messages.js';
@@ -27,8 +28,7 @@ export interface QmpCpu {
   readonly qomPath: string;
 }
 
-const isObject = (value: unknown): value is QmpJsonObject => typeof value === 'object' && value !== null && !Array.isArray(value);
-const isCount = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0;
+const isObject = (value: unknown): value is QmpJsonObject => isPlainObject(value);
 
 const shapeError = (command: string, what: string): QmpProtocolError => new QmpProtocolError(`${command} returned ${what}`);
 
