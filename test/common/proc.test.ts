@@ -56,8 +56,9 @@ t.test('the start time survives exec', async (t) => {
 });
 
 t.test('a zombie is not the process it was', async (t) => {
-  // sh starts `true` in the background and execs sleep, which never reaps it.
-  const child = sleeper(t, 'sh', ['-c', 'true & echo $!; exec sleep 30']);
+  // perl forks a child that exits at once and never reaps it. (A shell's `true & exec sleep`
+  // was flaky: dash may reap the finished job before its exec.)
+  const child = sleeper(t, 'perl', ['-e', '$| = 1; my $pid = fork(); exit 0 if $pid == 0; print "$pid\n"; sleep 30']);
   const [line] = (await withTimeout(once(child.stdout!, 'data'), 'the zombie pid')) as [Buffer];
   const zombie = Number(line.toString().trim());
   await withTimeout((async () => {
