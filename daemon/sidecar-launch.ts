@@ -20,7 +20,14 @@ export const CHANNEL_FD = 3;
 const QMP_FD = 4;
 const GUEST_FD = 5;
 
-export type SidecarAccount = { readonly kind: 'as-daemon' } | { readonly kind: 'account'; readonly uid: number; readonly gid: number };
+/**
+ * `groups`: 'clear' for the sidecar user (no group of root's survives); 'user' for a VM's own user,
+ * who may have reached the runtime directory through a supplementary group (libvirt-qemu through
+ * the configured `group`): its sidecar keeps exactly that user's groups, from /etc/group.
+ */
+export type SidecarAccount =
+  | { readonly kind: 'as-daemon' }
+  | { readonly kind: 'account'; readonly uid: number; readonly gid: number; readonly groups: 'clear' | 'user' };
 
 /** Who the sidecar of a VM whose directory `owner` owns runs as, or why it cannot run. */
 export function sidecarAccount(owner: VmDirOwner, daemonUid: number, sidecarUser: string, lookup: (name: string) => Account | undefined = findAccount): SidecarAccount | string {
@@ -29,22 +36,22 @@ export function sidecarAccount(owner: VmDirOwner, daemonUid: number, sidecarUser
   }
   if (owner.uid !== 0) {
     const account = findAccountByUid(owner.uid);
-    return { kind: 'account', uid: owner.uid, gid: account?.gid ?? owner.gid };
+    return { kind: 'account', uid: owner.uid, gid: account?.gid ?? owner.gid, groups: account === undefined ? 'clear' : 'user' };
   }
   const account = lookup(sidecarUser);
   if (account === undefined) return `sidecar_user "${sidecarUser}" does not exist (create it: useradd --system --no-create-home --shell /usr/sbin/nologin ${sidecarUser}), and sidecars never run as root`;
   if (account.uid === 0) return `sidecar_user "${sidecarUser}" is root; sidecars never run as root`;
-  return { kind: 'account', uid: account.uid, gid: account.gid };
+  return { kind: 'account', uid: account.uid, gid: account.gid, groups: 'clear' };
 }
 
 /**
  * setpriv execs the sidecar (same pid) with no way back to privilege: no_new_privs (a setuid
- * binary gains nothing), and when root starts it, the target uid and gid, no supplementary
- * groups, and empty inheritable and bounding capability sets.
+ * binary gains nothing), and when root starts it, the target uid and gid, its groups (none, or
+ * a VM user's own), and empty inheritable and bounding capability sets.
  */
 function privileges(account: SidecarAccount): string[] {
   if (account.kind === 'as-daemon') return ['--no-new-privs'];
-  return ['--reuid', String(account.uid), '--regid', String(account.gid), '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs'];
+  return ['--reuid', String(account.uid), '--regid', String(account.gid), account.groups === 'clear' ? '--clear-groups' : '--init-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs'];
 }
 
 export interface SidecarLaunch {
