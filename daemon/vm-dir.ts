@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { retryEvery } from '../common/backoff.js';
 import { VM_RECORD_FILE } from '../common/runtime-tree.js';
 import { systemTool } from './system-tools.js';
@@ -68,8 +68,11 @@ export async function removeVmDir(dir: string, owner: VmDirOwner, daemonUid: num
     rmSync(dir, { recursive: true, force: true });
     return;
   }
+  // The owner got into the runtime tree through its group (libvirt-qemu through kvm, say), which
+  // need not be its primary gid, and spawn drops supplementary groups: rm runs with vms/'s group.
+  const gid = lstatSync(dirname(dir)).gid;
   await new Promise<void>((resolve, reject) => {
-    const rm = spawn(systemTool('rm'), ['-rf', '--one-file-system', '--', dir], { uid: owner.uid, gid: owner.gid, stdio: 'ignore', env: {}, cwd: '/' });
+    const rm = spawn(systemTool('rm'), ['-rf', '--one-file-system', '--', dir], { uid: owner.uid, gid, stdio: 'ignore', env: {}, cwd: '/' });
     rm.once('error', reject);
     rm.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`rm -rf ${dir} as uid ${owner.uid} exited ${code}`))));
   });

@@ -101,3 +101,29 @@ export function parseLauncherFlags(argv: readonly string[]): ParsedLauncherFlags
     },
   };
 }
+
+/**
+ * hostinfo-kvm (bin/hostinfo-kvm) takes QEMU's arguments alone, as libvirt's <emulator> or as
+ * `kvm` first on PATH: nothing in argv is hostinfo's. Its settings come from the environment
+ * (HOSTINFO_QEMU, HOSTINFO_CONFIG, HOSTINFO_POLICY_DIR, HOSTINFO_RUNTIME_DIR, HOSTINFO_TRANSPORT,
+ * HOSTINFO_QUIET) and hostinfo.toml. A bad HOSTINFO_TRANSPORT is a `problem`: the VM starts
+ * without hostinfo, it does not fail.
+ */
+export function kvmFlags(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): { readonly flags: LauncherFlags; readonly problem: string | undefined } {
+  const value = (key: string): string | undefined => (env[key] === '' ? undefined : env[key]);
+  const transport = value('HOSTINFO_TRANSPORT') ?? 'isa-serial';
+  const valid = transport === 'isa-serial' || transport === 'virtio-serial';
+  const quiet = value('HOSTINFO_QUIET');
+  return {
+    flags: {
+      qemu: undefined, // findQemu reads HOSTINFO_QEMU itself
+      configPath: undefined, // loadHostConfig reads HOSTINFO_CONFIG
+      policyDir: value('HOSTINFO_POLICY_DIR'),
+      runtimeDir: undefined, // loadHostConfig reads HOSTINFO_RUNTIME_DIR
+      transport: valid ? transport : 'isa-serial',
+      quiet: quiet !== undefined && quiet !== '0',
+      qemuArgs: argv,
+    },
+    problem: valid ? undefined : `HOSTINFO_TRANSPORT expects isa-serial or virtio-serial, received ${JSON.stringify(transport)}`,
+  };
+}

@@ -37,6 +37,8 @@ export interface DaemonStart {
   /** Passed on as --config so the daemon reads the same host config as this launcher. */
   readonly configPath: string | undefined;
   readonly env: NodeJS.ProcessEnv;
+  /** False: only look (hostinfo-kvm, under a VM manager); no daemon is then an error. */
+  readonly autostart?: boolean;
   readonly timeoutMs?: number;
 }
 
@@ -45,6 +47,7 @@ export async function ensureDaemon(options: DaemonStart): Promise<'running' | 's
   const first = await probeDaemon(socketPath);
   if (first === 'answers') return 'running';
   if (first === 'denied') return 'unknown';
+  if (options.autostart === false) throw new DaemonStartError('DAEMON_START_FAILED', `no hostinfod answers on ${socketPath}; run it as the host's service (systemctl start hostinfod)`);
   // The daemon opens its own log once it has made (and checked) the runtime directory.
   const args = [DAEMON_MAIN, '--runtime-dir', options.runtimeDir, '--log-file', ...(options.configPath === undefined ? [] : ['--config', options.configPath])];
   let exit: string | undefined;

@@ -11,7 +11,7 @@ import { MAX_VM_NAME_LENGTH } from '../common/vm-record.js';
 import { HOSTINFO_VERSION } from '../common/version.js';
 import { ConfigError } from '../policies/config-error.js';
 import { loadHostConfig, type HostConfig } from '../policies/host-config.js';
-import { parseLauncherFlags, USAGE, type LauncherFlags } from './cli.js';
+import { kvmFlags, parseLauncherFlags, USAGE, type LauncherFlags } from './cli.js';
 import { ensureDaemon } from './daemon-starter.js';
 import { scanQemuArgs } from './qemu-args-scan.js';
 import { findQemu } from './qemu-binary.js';
@@ -31,8 +31,16 @@ function tell(text: string): void {
   process.stderr.write(`${text.split('\n').join(eol)}${eol}`);
 }
 
+/**
+ * Run by bin/hostinfo-kvm (HOSTINFO_FRONT=kvm): argv is QEMU's alone, settings come from the
+ * environment and hostinfo.toml, and anything that keeps hostinfo from serving the VM is one
+ * stderr line (libvirt's domain log) before QEMU starts plain.
+ */
+const KVM_MODE = process.env['HOSTINFO_FRONT'] === 'kvm';
+const PROGRAM = KVM_MODE ? 'hostinfo-kvm' : 'hostinfo-qemu';
+
 function say(message: string): void {
-  tell(`hostinfo-qemu: ${message}`);
+  tell(`${PROGRAM}: ${message}`);
 }
 
 /** The shell process that will exec QEMU; its pid is the one the caller (or a VM manager) tracks. */
@@ -43,6 +51,7 @@ function frontPid(): number | undefined {
 }
 
 async function main(): Promise<string> {
+  if (KVM_MODE) return kvmMain();
   const parsed = parseLauncherFlags(process.argv.slice(2));
   if (parsed.kind === 'help') return exitScript(0, USAGE);
   if (parsed.kind === 'version') return exitScript(0, `hostinfo-qemu ${HOSTINFO_VERSION}\n`);
@@ -73,6 +82,35 @@ async function main(): Promise<string> {
   return execScript(qemu.path, served.args);
 }
 
+/** hostinfo-kvm: QEMU's arguments alone; QEMU found without finding hostinfo-kvm itself. */
+async function kvmMain(): Promise<string> {
+  const { flags, problem } = kvmFlags(process.argv.slice(2), process.env);
+  const self = process.env['HOSTINFO_FRONT_SELF'] || undefined;
+  const calledAs = process.env['HOSTINFO_FRONT_NAME'] || undefined;
+  const first = calledAs === undefined || calledAs === 'hostinfo-kvm' || calledAs.includes('/') ? [] : [calledAs];
+  const qemu = findQemu(undefined, process.env, { skip: self === undefined ? [] : [self], firstCandidates: [...first, 'kvm'] });
+  if (!qemu.found) {
+    say(`no QEMU binary found (tried ${qemu.tried.join(', ')}, skipping hostinfo-kvm itself); name one with HOSTINFO_QEMU`);
+    return exitScript(EXIT_NO_QEMU);
+  }
+  const plain = execScript(qemu.path, flags.qemuArgs);
+  if (scanQemuArgs(flags.qemuArgs).passthrough !== undefined) return plain;
+  const pid = frontPid();
+  if (pid === undefined) {
+    say('internal entry point: run bin/hostinfo-kvm, which becomes QEMU once this has planned');
+    process.exitCode = EXIT_USAGE;
+    return exitScript(EXIT_USAGE);
+  }
+  if (problem !== undefined) {
+    say(`${problem}; starting QEMU without hostinfo`);
+    return plain;
+  }
+  const served = await serve(flags, pid);
+  // A VM manager gave these arguments; hostinfo never keeps its VM from starting.
+  if (served.kind !== 'wrapped') return plain;
+  return execScript(qemu.path, served.args);
+}
+
 type Served = { readonly kind: 'wrapped'; readonly args: readonly string[] } | { readonly kind: 'plain' } | { readonly kind: 'refused' };
 
 /**
@@ -81,7 +119,8 @@ type Served = { readonly kind: 'wrapped'; readonly args: readonly string[] } | {
  */
 async function serve(flags: LauncherFlags, pid: number): Promise<Served> {
   const without = (why: string): Served => {
-    say(`${why}\nhostinfo-qemu: starting QEMU without hostinfo`);
+    if (KVM_MODE) say(`${why.trim().split('\n').join('; ')}; starting QEMU without hostinfo`);
+    else say(`${why}\nhostinfo-qemu: starting QEMU without hostinfo`);
     return { kind: 'plain' };
   };
   const environment = { env: process.env, uid: process.geteuid?.() ?? 0, cwd: process.cwd() };
@@ -90,8 +129,17 @@ async function serve(flags: LauncherFlags, pid: number): Promise<Served> {
   try {
     config = await loadHostConfig({ configPath, policyDir: flags.policyDir, runtimeDir: flags.runtimeDir }, environment);
   } catch (error) {
-    if (error instanceof ConfigError) return without(error.message);
-    throw error;
+    // A VM manager's QEMU user (libvirt-qemu) has no XDG runtime directory: hostinfo-kvm
+    // registers with the host's root daemon, /run/hostinfo, unless told otherwise.
+    if (KVM_MODE && error instanceof ConfigError && error.key === 'XDG_RUNTIME_DIR') {
+      try {
+        config = await loadHostConfig({ configPath, policyDir: flags.policyDir, runtimeDir: '/run/hostinfo' }, environment);
+      } catch (again) {
+        if (again instanceof ConfigError) return without(again.message);
+        throw again;
+      }
+    } else if (error instanceof ConfigError) return without(error.message);
+    else throw error;
   }
   const name = scanQemuArgs(flags.qemuArgs).name;
   if (name !== undefined && name.length > MAX_VM_NAME_LENGTH) return without(`-name is ${name.length} characters; hostinfo serves VM names of at most ${MAX_VM_NAME_LENGTH}`);
@@ -99,7 +147,9 @@ async function serve(flags: LauncherFlags, pid: number): Promise<Served> {
   if (startTime === undefined) return without(`process ${pid} (the one to become QEMU) is gone`);
   try {
     checkExistingRuntimeDir(config.runtimeDir, environment.uid);
-    await ensureDaemon({ runtimeDir: config.runtimeDir, configPath: configPath ?? config.file, env: daemonEnv(flags) });
+    // Under a VM manager a daemon started here would run as the manager's QEMU user, inside the
+    // VM's cgroup, and die with it: there, hostinfod is the host's service or nothing.
+    await ensureDaemon({ runtimeDir: config.runtimeDir, configPath: configPath ?? config.file, env: daemonEnv(flags), autostart: !KVM_MODE });
     checkRuntimeTree(config.runtimeDir);
   } catch (error) {
     return without((error as Error).message);
@@ -111,6 +161,7 @@ async function serve(flags: LauncherFlags, pid: number): Promise<Served> {
     return without(`cannot register the VM under ${config.runtimeDir}: ${(error as Error).message}`);
   }
   if (plan.mode === 'error') {
+    if (KVM_MODE) return without(plan.message);
     say(plan.message);
     return { kind: 'refused' };
   }
@@ -141,7 +192,7 @@ function checkExistingRuntimeDir(runtimeDir: string, uid: number): void {
  */
 function daemonEnv(flags: LauncherFlags): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin' };
-  for (const [key, value] of Object.entries(process.env)) if (key.startsWith('HOSTINFO_') && key !== 'HOSTINFO_FRONT_PID') env[key] = value;
+  for (const [key, value] of Object.entries(process.env)) if (key.startsWith('HOSTINFO_') && !key.startsWith('HOSTINFO_FRONT')) env[key] = value;
   if (flags.policyDir !== undefined) env['HOSTINFO_POLICY_DIR'] = resolve(flags.policyDir);
   return env;
 }

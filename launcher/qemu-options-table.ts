@@ -3,7 +3,7 @@
 // (`-append -nographic` is a kernel command line, not -nographic), so the launcher must know this
 // for every option or it would misread the user's arguments. Sources: `qemu-system-x86_64 -help`
 // of QEMU 7.2 (an option shown with an argument takes one) and qemu-options.hx for the options
-// that help hides or shows only for other targets.
+// that help hides or shows only for other targets; plus Proxmox's pve-qemu `-id VMID`.
 //
 // An option in neither list (a newer QEMU's, or a typo QEMU itself will refuse) is treated as a
 // flag and reported in the plan's `unknownOptions`. Why flag: if it really takes a value, that
@@ -15,7 +15,7 @@ const VALUE_OPTIONS: ReadonlySet<string> = new Set([
   'D', 'L', 'accel', 'acpitable', 'action', 'add-fd', 'append', 'audio', 'audiodev', 'bios', 'blockdev', 'boot',
   'cdrom', 'chardev', 'chroot', 'compat', 'cpu', 'd', 'debugcon', 'device', 'dfilter', 'display', 'drive', 'dtb',
   'dump-vmstate', 'echr', 'fda', 'fdb', 'fsdev', 'fw_cfg', 'g', 'gdb', 'global', 'hda', 'hdb', 'hdc', 'hdd',
-  'icount', 'incoming', 'initrd', 'iscsi', 'k', 'kernel', 'loadvm', 'm', 'M', 'machine', 'mem-path', 'mon',
+  'icount', 'id', 'incoming', 'initrd', 'iscsi', 'k', 'kernel', 'loadvm', 'm', 'M', 'machine', 'mem-path', 'mon',
   'monitor', 'msg', 'mtdblock', 'name', 'net', 'netdev', 'nic', 'numa', 'object', 'option-rom', 'overcommit',
   'parallel', 'pflash', 'pidfile', 'plugin', 'prom-env', 'qmp', 'qmp-pretty', 'qtest', 'qtest-log', 'readconfig',
   'rotate', 'rtc', 'runas', 'sandbox', 'sd', 'seed', 'semihosting-config', 'serial', 'set', 'smbios', 'smp',
