@@ -50,6 +50,13 @@ function frontPid(): number | undefined {
   return /^\d+$/.test(text) && pid > 1 ? pid : undefined;
 }
 
+/** Run directly, nobody evaluates the script: the refusal must be this process's own status. */
+function notThroughFront(): string {
+  say(`internal entry point: run bin/${PROGRAM}, which becomes QEMU once this has planned`);
+  process.exitCode = EXIT_USAGE;
+  return exitScript(EXIT_USAGE);
+}
+
 async function main(): Promise<string> {
   if (KVM_MODE) return kvmMain();
   const parsed = parseLauncherFlags(process.argv.slice(2));
@@ -70,12 +77,7 @@ async function main(): Promise<string> {
   // config needed: libvirt's capability probes must see plain QEMU.
   if (scanQemuArgs(flags.qemuArgs).passthrough !== undefined) return plain;
   const pid = frontPid();
-  if (pid === undefined) {
-    say('internal entry point: run bin/hostinfo-qemu, which becomes QEMU once this has planned');
-    // Run directly, nobody evaluates the script: the refusal must be this process's own status.
-    process.exitCode = EXIT_USAGE;
-    return exitScript(EXIT_USAGE);
-  }
+  if (pid === undefined) return notThroughFront();
   const served = await serve(flags, pid);
   if (served.kind === 'plain') return plain;
   if (served.kind === 'refused') return exitScript(EXIT_USAGE);
@@ -96,11 +98,7 @@ async function kvmMain(): Promise<string> {
   const plain = execScript(qemu.path, flags.qemuArgs);
   if (scanQemuArgs(flags.qemuArgs).passthrough !== undefined) return plain;
   const pid = frontPid();
-  if (pid === undefined) {
-    say('internal entry point: run bin/hostinfo-kvm, which becomes QEMU once this has planned');
-    process.exitCode = EXIT_USAGE;
-    return exitScript(EXIT_USAGE);
-  }
+  if (pid === undefined) return notThroughFront();
   if (problem !== undefined) {
     say(`${problem}; starting QEMU without hostinfo`);
     return plain;

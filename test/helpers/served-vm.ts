@@ -241,7 +241,12 @@ export async function changePolicy(site: Site, vm: string, stem: string, text: s
  * For tests of sidecar exit statuses, restarts and environments.
  */
 export async function startBareDaemon(t: Teardown, site: Site, extra: readonly string[] = []): Promise<LoggedProcess> {
-  const daemon = spawnLogged(t, DAEMON, ['--config', site.config, '--runtime-dir', site.runtime, ...extra], {}, { uninstrumented: true });
+  return startDaemonAt(t, site.config, site.runtime, extra);
+}
+
+/** startBareDaemon for a config and runtime directory of the caller's own (the libvirt tests'). */
+export async function startDaemonAt(t: Teardown, config: string, runtime: string, extra: readonly string[] = []): Promise<LoggedProcess> {
+  const daemon = spawnLogged(t, DAEMON, ['--config', config, '--runtime-dir', runtime, ...extra], {}, { uninstrumented: true });
   await daemon.waitFor('listening');
   return daemon;
 }

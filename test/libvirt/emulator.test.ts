@@ -11,6 +11,7 @@ import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync,
 import path from 'node:path';
 import t from 'tap';
 import { guestImage, REPO, until } from '../e2e/harness.js';
+import { startDaemonAt } from '../helpers/served-vm.js';
 
 const VIRSH = ['-c', 'qemu:///system'];
 const NAME = `hikvm-${process.pid}`;
@@ -122,16 +123,11 @@ writeFileSync(path.join(site, 'guest.sh'), '. /lib/hostinfo.sh\nport=$(hostinfo_
 spawnSync('bash', [path.join(REPO, 'examples', 'guest', 'with-script.sh'), path.join(site, 'guest.sh'), path.join(site, 'initrd.gz')]);
 for (const f of ['vmlinuz', 'initrd.gz']) chmodSync(path.join(site, f), 0o644);
 
-const daemon = spawn(process.execPath, [path.join(REPO, 'dist', 'daemon', 'main.js'), '--config', path.join(site, 'hostinfo.toml'), '--runtime-dir', runtime], { stdio: ['ignore', 'pipe', 'pipe'] });
-let daemonLog = '';
-daemon.stdout.on('data', (b: Buffer) => (daemonLog += b.toString()));
-daemon.stderr.on('data', (b: Buffer) => (daemonLog += b.toString()));
+const daemon = await startDaemonAt(t, path.join(site, 'hostinfo.toml'), runtime);
 t.teardown(async () => {
-  daemon.kill('SIGTERM');
-  await until(() => daemon.exitCode !== null || daemon.signalCode !== null, 10_000, () => 'hostinfod stopping');
+  await daemon.kill('SIGTERM');
   rmSync(runtime, { recursive: true, force: true });
 });
-await until(() => daemonLog.includes('"listening"'), 30_000, () => `hostinfod listening: ${daemonLog}`);
 
 // ------------------------------------------------------------------------------------ domain
 function domainXml(emulatorPath: string, console: string): string {

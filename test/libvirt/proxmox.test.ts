@@ -4,12 +4,13 @@
 // symlink to bin/hostinfo-kvm), with a root hostinfod and a policy found by the VM's name. No
 // real Proxmox: the shape of its command line is what is tested.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { guestImage, REPO, until } from '../e2e/harness.js';
+import { startDaemonAt } from '../helpers/served-vm.js';
 
 const image = await guestImage();
 if (image.kind === 'skip') {
@@ -36,17 +37,12 @@ writeFileSync(path.join(dir, 'hostinfo.toml'), `enabled = true\npolicy_dir = "po
 writeFileSync(path.join(dir, 'guest.sh'), '. /lib/hostinfo.sh\nport=$(hostinfo_port)\necho "guest: physcpus $(hostinfo_ask "$port" physcpus)"\nwhile :; do sleep 1; done\n');
 spawnSync('bash', [path.join(REPO, 'examples', 'guest', 'with-script.sh'), path.join(dir, 'guest.sh'), path.join(dir, 'initrd.gz')]);
 
-const daemon = spawn(process.execPath, [path.join(REPO, 'dist', 'daemon', 'main.js'), '--config', path.join(dir, 'hostinfo.toml'), '--runtime-dir', runtime], { stdio: ['ignore', 'pipe', 'pipe'] });
-let daemonLog = '';
-daemon.stdout.on('data', (b: Buffer) => (daemonLog += b.toString()));
-daemon.stderr.on('data', (b: Buffer) => (daemonLog += b.toString()));
+const daemon = await startDaemonAt(t, path.join(dir, 'hostinfo.toml'), runtime);
 t.teardown(async () => {
-  daemon.kill('SIGTERM');
-  await until(() => daemon.exitCode !== null || daemon.signalCode !== null, 10_000, () => 'hostinfod stopping');
+  await daemon.kill('SIGTERM');
   rmSync(dir, { recursive: true, force: true });
   t.comment(`proxmox test wall time ${((Date.now() - started) / 1000).toFixed(1)} s`);
 });
-await until(() => daemonLog.includes('"listening"'), 30_000, () => `hostinfod listening: ${daemonLog}`);
 
 t.test('kvm -id 100 ... -pidfile -daemonize through hostinfo-kvm first on PATH', async (t) => {
   const uuid = '7d3a3b52-5f3c-4a57-9d52-1f4e1f3a2b10';
