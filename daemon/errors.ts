@@ -2,7 +2,7 @@
 
 import { CodedError } from '../common/coded-error.js';
 
-export type CacheErrorCode =
+export type DaemonErrorCode =
   | 'ALREADY_RUNNING'
   | 'LOCK_TIMEOUT'
   | 'SOCKET_PATH_NOT_SOCKET'
@@ -10,6 +10,6 @@ export type CacheErrorCode =
   | 'GROUP_UNKNOWN'
   | 'LISTEN_FAILED';
 
-export class CacheError extends CodedError<CacheErrorCode> {
-  override readonly name = 'CacheError';
+export class DaemonError extends CodedError<DaemonErrorCode> {
+  override readonly name = 'DaemonError';
 }

@@ -2,7 +2,7 @@
 // such as LDAP are not consulted: the socket group is expected to be a local system group.
 
 import { readFileSync } from 'node:fs';
-import { CacheError } from './errors.js';
+import { DaemonError } from './errors.js';
 
 export const GROUP_FILE = '/etc/group';
 /** /etc/group is small; a file beyond this is not one. */
@@ -29,6 +29,6 @@ export function resolveGroup(name: string, file = GROUP_FILE): number {
     // Fall through: a numeric group still works without the file.
   }
   const gid = findGroupId(text, name) ?? (/^\d+$/.test(name) ? Number(name) : undefined);
-  if (gid === undefined) throw new CacheError('GROUP_UNKNOWN', `group "${name}" (from the host config) is not in ${file}`);
+  if (gid === undefined) throw new DaemonError('GROUP_UNKNOWN', `group "${name}" (from the host config) is not in ${file}`);
   return gid;
 }

@@ -1,4 +1,4 @@
-// The slice of a logger the cache modules use: pino in the daemon, a silent or recording stub in
+// The slice of a logger the daemon's modules use: pino in the daemon, a silent or recording stub in
 // tests and the benchmark.
 
 export interface Log {

@@ -9,7 +9,7 @@ import { HOSTINFO_VERSION } from '../common/version.js';
 import { loadHostConfig } from '../policies/host-config.js';
 import { USAGE, parseFlags } from './cli.js';
 import { HostDaemon } from './daemon.js';
-import { CacheError } from './errors.js';
+import { DaemonError } from './errors.js';
 import { resolveGroup } from './group.js';
 
 const EXIT_ERROR = 1;
@@ -67,7 +67,7 @@ async function main(): Promise<void> {
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     log.error({ event: 'start-failed', code, err: (error as Error).message }, 'hostinfod did not start');
-    process.exit(error instanceof CacheError && error.code === 'ALREADY_RUNNING' ? EXIT_ALREADY_RUNNING : EXIT_ERROR);
+    process.exit(error instanceof DaemonError && error.code === 'ALREADY_RUNNING' ? EXIT_ALREADY_RUNNING : EXIT_ERROR);
   }
   if (stopRequested) stop('SIGTERM');
   // A SIGHUP during start-up may have come before the inventory read started; read it again.

@@ -1,4 +1,4 @@
-// The shape of one host sample as the cache daemon pushes it and the sidecar keeps it. Values are
+// The shape of one host sample as hostinfod pushes it and the sidecar keeps it. Values are
 // structured (numbers, not preformatted text) so the receiving side can validate each one; the
 // sidecar alone turns them into guest-visible text.
 
@@ -36,7 +36,7 @@ void coversCatalogue;
 export type PartialHostValues = { -readonly [K in keyof HostValues]?: HostValues[K] };
 
 export interface HostSnapshot {
-  /** Wall-clock epoch milliseconds at which the cache took the sample. */
+  /** Wall-clock epoch milliseconds at which hostinfod took the sample. */
   readonly takenAt: number;
   readonly values: PartialHostValues;
 }

@@ -5,7 +5,7 @@
 
 import { chmodSync, chownSync, linkSync, lstatSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect, type Server } from 'node:net';
-import { CacheError } from './errors.js';
+import { DaemonError } from './errors.js';
 import { SILENT_LOG, type Log } from './log.js';
 
 /** How long a starter waits for another starter's lock before giving up. */
@@ -35,8 +35,8 @@ export async function listenExclusive(server: Server, path: string, options: Lis
     await new Promise<void>((resolve, reject) => {
       const failed = (error: NodeJS.ErrnoException): void => {
         reject(error.code === 'EADDRINUSE'
-          ? new CacheError('ALREADY_RUNNING', `${path} was bound by another process while this one held the lock`)
-          : new CacheError('LISTEN_FAILED', `cannot listen on ${path}: ${error.message}`));
+          ? new DaemonError('ALREADY_RUNNING', `${path} was bound by another process while this one held the lock`)
+          : new DaemonError('LISTEN_FAILED', `cannot listen on ${path}: ${error.message}`));
       };
       server.once('error', failed);
       server.listen(path, () => {
@@ -61,10 +61,10 @@ async function clearStaleSocket(path: string, log: Log): Promise<void> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw error;
   }
-  if (!isSocket) throw new CacheError('SOCKET_PATH_NOT_SOCKET', `${path} exists and is not a socket; not replacing it`);
+  if (!isSocket) throw new DaemonError('SOCKET_PATH_NOT_SOCKET', `${path} exists and is not a socket; not replacing it`);
   const answer = await probe(path);
   if (answer === 'gone') return;
-  if (answer === 'alive') throw new CacheError('ALREADY_RUNNING', `another hostinfo-cache is serving ${path}`);
+  if (answer === 'alive') throw new DaemonError('ALREADY_RUNNING', `another hostinfod is serving ${path}`);
   log.warn({ event: 'stale-socket', socket: path }, 'replacing the socket of a daemon that is gone');
   unlinkSync(path);
 }
@@ -102,7 +102,7 @@ async function acquireLock(lockPath: string, timeoutMs: number, log: Log): Promi
       continue;
     }
     if (Date.now() >= deadline) {
-      throw new CacheError('LOCK_TIMEOUT', `${lockPath} stayed locked by pid ${holder?.pid ?? '?'} for ${timeoutMs} ms`);
+      throw new DaemonError('LOCK_TIMEOUT', `${lockPath} stayed locked by pid ${holder?.pid ?? '?'} for ${timeoutMs} ms`);
     }
     // Another starter is inside its critical section, which lasts a few milliseconds; polling is
     // the only way to wait for a file without flock(). The jitter keeps racers from lock-stepping.

@@ -1,5 +1,5 @@
 // The host-wide configuration, hostinfo.toml: the administrator's master switch, where policies
-// and runtime sockets live, and how often the cache samples. Precedence, lowest first: built-in
+// and runtime sockets live, and how often hostinfod samples. Precedence, lowest first: built-in
 // defaults, the file, HOSTINFO_* environment variables, command-line overrides.
 
 import { readFile } from 'node:fs/promises';
@@ -30,8 +30,8 @@ export interface HostConfig {
   readonly policyDir: string;
   readonly runtimeDir: string;
   /**
-   * Group allowed into the runtime directory and onto the cache socket (mode 0750/0660), for
-   * sidecars run by another user than the cache; undefined keeps both owner-only.
+   * Group whose members may register VMs (enter the runtime directory, 0750, and add their own
+   * directory to the sticky vms/, 1770); undefined keeps everything owner-only.
    */
   readonly group: string | undefined;
   readonly cache: { readonly intervalSeconds: number; readonly maxAgeSeconds: number };

@@ -1,5 +1,5 @@
 // The catalogue of data items a guest can ask for. Every other module (policy validation, the
-// request handler, the cache's subscription filter) derives its item knowledge from this table,
+// request handler, the daemon's sample filter) derives its item knowledge from this table,
 // so adding an item is one edit here plus its formatter.
 
 /**

@@ -1,4 +1,4 @@
-// The per-VM request counters the sidecar reports to the cache registry (and the admin CLI shows).
+// The per-VM request counters the sidecar reports to hostinfod (shown in its status).
 
 import type { VmCounters } from '../daemon/messages.js';
 import type { Status } from './protocol/reply.js';

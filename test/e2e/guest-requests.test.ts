@@ -136,7 +136,7 @@ if (image.kind === 'skip') {
     const load = /^1\.0 200 (\d+\.\d\d) (\d+\.\d\d) (\d+\.\d\d)$/.exec(r.get('loadavg') ?? '');
     t.ok(load, 'loadavg: three averages', { reply: r.get('loadavg') });
     const atLoad = snapshots.get('loadavg');
-    // The host's averages move between the cache's sample (at most max_age = 2 s old) and the
+    // The host's averages move between the daemon's sample (at most max_age = 2 s old) and the
     // moment the line reaches the test; the kernel updates them every 5 s.
     for (let i = 0; i < 3; i++) {
       const guestSaw = Number(load?.[i + 1]);
