@@ -60,10 +60,15 @@ export function checkTrustedDir(path: string, owners: readonly number[], options
   if (stat.isSymbolicLink()) throw unsafe(path, stat, 'is a symbolic link');
   if (!stat.isDirectory()) throw unsafe(path, stat, 'is not a directory');
   if (!owners.includes(stat.uid)) throw unsafe(path, stat, `belongs to neither ${owners.map((uid) => `uid ${uid}`).join(' nor ')}`);
-  if ((stat.mode & 0o002) !== 0) throw unsafe(path, stat, 'is writable by everyone');
-  const groupMayWrite = options.groupWritable !== undefined && stat.gid === options.groupWritable && (stat.mode & 0o1000) !== 0;
-  if ((stat.mode & 0o020) !== 0 && !groupMayWrite) throw unsafe(path, stat, 'is writable by its group');
+  refuseOthersWriting(path, stat, options.groupWritable);
   return stat;
+}
+
+/** Writable by its owner alone, unless it is sticky and `group`'s: then members may add entries. */
+function refuseOthersWriting(path: string, stat: Stats, group: number | undefined): void {
+  if ((stat.mode & 0o002) !== 0) throw unsafe(path, stat, 'is writable by everyone');
+  const groupMayWrite = group !== undefined && stat.gid === group && (stat.mode & 0o1000) !== 0;
+  if ((stat.mode & 0o020) !== 0 && !groupMayWrite) throw unsafe(path, stat, 'is writable by its group');
 }
 
 /** Creates `path` with `mode` (and group), or checks and corrects one this uid already owns. */
@@ -83,9 +88,7 @@ function ensureDir(path: string, uid: number, mode: number, gid: number | undefi
   // Modes are narrowed, never trusted after the fact: what others could write into is refused,
   // since they may have planted entries in it already. The one exception is the sticky,
   // group-writable vms/ of the configured group, which is what `mode` asks for.
-  const groupMayWrite = (mode & 0o020) !== 0 && gid !== undefined && stat.gid === gid && (stat.mode & 0o1000) !== 0;
-  if ((stat.mode & 0o002) !== 0) throw unsafe(path, stat, 'is writable by everyone');
-  if ((stat.mode & 0o020) !== 0 && !groupMayWrite) throw unsafe(path, stat, 'is writable by its group');
+  refuseOthersWriting(path, stat, (mode & 0o020) !== 0 ? gid : undefined);
   if (gid !== undefined && stat.gid !== gid) chownSync(path, -1, gid);
   if ((stat.mode & 0o7777) !== mode) chmodSync(path, mode);
 }
