@@ -3,6 +3,8 @@
 // (which the kernel vouches for) says who registered it, the pid must run as that owner, and the
 // daemon only ever acts on this VM with that owner's rights.
 
+import { isCount, isPlainObject } from './json-checks.js';
+
 export const VM_RECORD_VERSION = 1;
 /** A record with every field at its longest is under 1 KiB. */
 export const MAX_VM_RECORD_BYTES = 4096;
@@ -46,8 +48,8 @@ export function parseVmRecord(text: string): VmRecordResult {
   } catch {
     return { ok: false, problem: 'not JSON' };
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, problem: 'not a JSON object' };
-  const r = raw as Record<string, unknown>;
+  if (!isPlainObject(raw)) return { ok: false, problem: 'not a JSON object' };
+  const r = raw;
   const problem = checkFields(r);
   if (problem !== undefined) return { ok: false, problem };
   return {
@@ -68,7 +70,7 @@ export function parseVmRecord(text: string): VmRecordResult {
 function checkFields(r: Record<string, unknown>): string | undefined {
   if (r['v'] !== VM_RECORD_VERSION) return `v must be ${VM_RECORD_VERSION}`;
   const pid = r['pid'];
-  if (!(typeof pid === 'number' && Number.isSafeInteger(pid) && pid > 1)) return 'pid must be an integer above 1';
+  if (!(isCount(pid) && pid > 1)) return 'pid must be an integer above 1';
   if (!(typeof r['startTime'] === 'string' && /^\d{1,20}$/.test(r['startTime']))) return 'startTime must be a decimal number';
   if (typeof r['name'] === 'string' && r['name'].length > MAX_VM_NAME_LENGTH) return `name is longer than ${MAX_VM_NAME_LENGTH} characters`;
   if (!optionalText(r['name'], MAX_VM_NAME_LENGTH)) return 'name must be a non-empty string';

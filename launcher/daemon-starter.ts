@@ -7,7 +7,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CodedError } from '../common/coded-error.js';
-import { CONTROL_SOCKET } from '../common/runtime-tree.js';
+import { CONTROL_SOCKET, LOGS_DIR } from '../common/runtime-tree.js';
 
 export const DAEMON_MAIN = fileURLToPath(new URL('../daemon/main.js', import.meta.url));
 /** The first start reads the static inventory (systeminformation), which takes a moment. */
@@ -62,5 +62,5 @@ export async function ensureDaemon(options: DaemonStart): Promise<'running' | 's
     if (exit !== undefined && exit !== 'exit status 3') break;
     await new Promise((resolve) => setTimeout(resolve, PROBE_INTERVAL_MS));
   }
-  throw new DaemonStartError('DAEMON_START_FAILED', `hostinfod did not start on ${socketPath} (${exit ?? 'no answer in time'}); see ${join(options.runtimeDir, 'logs', 'hostinfod.log')}`);
+  throw new DaemonStartError('DAEMON_START_FAILED', `hostinfod did not start on ${socketPath} (${exit ?? 'no answer in time'}); see ${join(options.runtimeDir, LOGS_DIR, 'hostinfod.log')}`);
 }
