@@ -10,8 +10,8 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GUEST_SOCKET, LOGS_DIR, QMP_SOCKET, openLogNoFollow } from '../common/runtime-tree.js';
-import { findAccount, findAccountByUid, type Account } from './passwd.js';
-import { systemTool } from './system-tools.js';
+import { findAccount, type Account } from './passwd.js';
+import { ownerAccount, runAs, type RunAccount } from './run-as.js';
 import { connectWhenListening, type VmDirOwner } from './vm-dir.js';
 
 export const SIDECAR_MAIN = fileURLToPath(new URL('../sidecar/main.js', import.meta.url));
@@ -20,38 +20,19 @@ export const CHANNEL_FD = 3;
 const QMP_FD = 4;
 const GUEST_FD = 5;
 
-/**
- * `groups`: 'clear' for the sidecar user (no group of root's survives); 'user' for a VM's own user,
- * who may have reached the runtime directory through a supplementary group (libvirt-qemu through
- * the configured `group`): its sidecar keeps exactly that user's groups, from /etc/group.
- */
-export type SidecarAccount =
-  | { readonly kind: 'as-daemon' }
-  | { readonly kind: 'account'; readonly uid: number; readonly gid: number; readonly groups: 'clear' | 'user' };
+/** Who a sidecar runs as (see run-as.ts). */
+export type SidecarAccount = RunAccount;
 
 /** Who the sidecar of a VM whose directory `owner` owns runs as, or why it cannot run. */
 export function sidecarAccount(owner: VmDirOwner, daemonUid: number, sidecarUser: string, lookup: (name: string) => Account | undefined = findAccount): SidecarAccount | string {
   if (daemonUid !== 0) {
     return owner.uid === daemonUid ? { kind: 'as-daemon' } : `the directory belongs to uid ${owner.uid}; a daemon not running as root serves only its own user's VMs`;
   }
-  if (owner.uid !== 0) {
-    const account = findAccountByUid(owner.uid);
-    return { kind: 'account', uid: owner.uid, gid: account?.gid ?? owner.gid, groups: account === undefined ? 'clear' : 'user' };
-  }
+  if (owner.uid !== 0) return ownerAccount(owner);
   const account = lookup(sidecarUser);
   if (account === undefined) return `sidecar_user "${sidecarUser}" does not exist (create it: useradd --system --no-create-home --shell /usr/sbin/nologin ${sidecarUser}), and sidecars never run as root`;
   if (account.uid === 0) return `sidecar_user "${sidecarUser}" is root; sidecars never run as root`;
   return { kind: 'account', uid: account.uid, gid: account.gid, groups: 'clear' };
-}
-
-/**
- * setpriv execs the sidecar (same pid) with no way back to privilege: no_new_privs (a setuid
- * binary gains nothing), and when root starts it, the target uid and gid, its groups (none, or
- * a VM user's own), and empty inheritable and bounding capability sets.
- */
-function privileges(account: SidecarAccount): string[] {
-  if (account.kind === 'as-daemon') return ['--no-new-privs'];
-  return ['--reuid', String(account.uid), '--regid', String(account.gid), account.groups === 'clear' ? '--clear-groups' : '--init-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs'];
 }
 
 export interface SidecarLaunch {
@@ -81,7 +62,8 @@ export async function launchSidecar(launch: SidecarLaunch): Promise<LaunchedSide
   try {
     const reach = sockets === undefined ? ['--qmp', qmpPath, '--guest', guestPath] : ['--qmp-fd', String(QMP_FD), '--guest-fd', String(GUEST_FD)];
     const sidecar = [process.execPath, SIDECAR_MAIN, '--channel-fd', String(CHANNEL_FD), ...reach, '--qemu-pid', String(launch.qemuPid)];
-    const child = spawn(systemTool('setpriv'), [...privileges(launch.account), '--', ...sidecar], {
+    const [command, prefix] = runAs(launch.account);
+    const child = spawn(command, [...prefix, ...sidecar], {
       stdio: ['ignore', log, log, 'pipe', ...(sockets ?? [])],
       // Nothing of the daemon's environment is the sidecar's business.
       env: {},

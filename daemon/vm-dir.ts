@@ -5,9 +5,10 @@
 import { spawn } from 'node:child_process';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { retryEvery } from '../common/backoff.js';
 import { VM_RECORD_FILE } from '../common/runtime-tree.js';
+import { ownerAccount, runAs } from './run-as.js';
 import { systemTool } from './system-tools.js';
 import { MAX_VM_RECORD_BYTES, parseVmRecord, type VmRecordResult } from '../common/vm-record.js';
 
@@ -68,11 +69,11 @@ export async function removeVmDir(dir: string, owner: VmDirOwner, daemonUid: num
     rmSync(dir, { recursive: true, force: true });
     return;
   }
-  // The owner got into the runtime tree through its group (libvirt-qemu through kvm, say), which
-  // need not be its primary gid, and spawn drops supplementary groups: rm runs with vms/'s group.
-  const gid = lstatSync(dirname(dir)).gid;
+  // As that user with its own groups: it may reach the runtime tree only through one of them
+  // (libvirt-qemu through kvm, say).
+  const [command, prefix] = runAs(ownerAccount(owner));
   await new Promise<void>((resolve, reject) => {
-    const rm = spawn(systemTool('rm'), ['-rf', '--one-file-system', '--', dir], { uid: owner.uid, gid, stdio: 'ignore', env: {}, cwd: '/' });
+    const rm = spawn(command, [...prefix, systemTool('rm'), '-rf', '--one-file-system', '--', dir], { stdio: 'ignore', env: {}, cwd: '/' });
     rm.once('error', reject);
     rm.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`rm -rf ${dir} as uid ${owner.uid} exited ${code}`))));
   });
