@@ -16,6 +16,9 @@ import { readLogFile } from '../helpers/log-file.js';
 import { pollStatus, sidecarLogMark, vmStatus } from '../helpers/served-vm.js';
 import { cpuTicks, sameSidecar, startHost, startVm, USER_HZ, type Host, type Vm } from './live.js';
 
+/** How late a log line's wall-clock time may be against the budget's monotonic window. */
+const LOG_TIME_SLACK_MS = 50;
+
 const FLOOD_MS = 5_000;
 const LINES_PER_SECOND = 100;
 /**
@@ -70,8 +73,10 @@ async function throttleEvidence(t: Pick<typeof tap, 'ok' | 'comment' | 'match'>,
   const gaps = times.slice(1).map((time, i) => time - (times[i] as number));
   t.comment(`${throttled.length} guest-throttled lines; gaps ${gaps.join(', ')} ms`);
   t.ok(throttled.length >= 1 && throttled.length <= Math.ceil(result.seconds) + 1, `${throttled.length} guest-throttled lines in ${result.seconds.toFixed(1)} s: at most one per second`);
-  // Windows are timed on the monotonic clock, the log's time on the wall clock: a ms of slack.
-  t.ok(gaps.every((gap) => gap >= 995), 'never two within a second');
+  // Windows are timed on the monotonic clock, the log's time is the wall clock when pino wrote the
+  // line: one line written late after a busy event loop shortens the next gap (993 ms seen in CI).
+  // Two cuts in one window would be milliseconds apart; 50 ms of slack still tells them apart.
+  t.ok(gaps.every((gap) => gap >= 1000 - LOG_TIME_SLACK_MS), 'never two within a second');
   t.match(throttled[0], { vm: vm.name, droppedBytes: Number, droppedLines: Number, pausedMs: Number }, 'each says what was dropped and for how long reading pauses');
 }
 
