@@ -11,6 +11,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { HOSTINFO_VERSION } from '../common/version.js';
 import { HotCounters } from '../daemon/collectors/hot-counters.js';
 import { ProcFiles } from '../daemon/collectors/proc-reader.js';
 import type { AccessMessage, StatusReply } from '../daemon/messages.js';
@@ -51,8 +52,8 @@ export const fanoutBenchmark: Benchmark = {
   async run(): Promise<BenchRow[]> {
     const dir = mkdtempSync(join(tmpdir(), 'hostinfo-bench-'));
     const pairPath = join(dir, 'pairs.sock');
-    const status = (): StatusReply => ({ v: 2, type: 'status', pid: process.pid, startedAt: Date.now(), intervalMs: INTERVAL_MS, seq: null, takenAt: null, vmcount: SUBSCRIBERS, vms: [] });
-    const server = new DaemonServer({ intervalMs: INTERVAL_MS, status });
+    const status = (): StatusReply => ({ v: 2, type: 'status', version: HOSTINFO_VERSION, pid: process.pid, startedAt: Date.now(), intervalMs: INTERVAL_MS, seq: null, takenAt: null, sampleDurationMs: null, vmcount: SUBSCRIBERS, vms: [] });
+    const server = new DaemonServer({ intervalMs: INTERVAL_MS, control: async () => status() });
     const sampler = new HostSampler({ hot: new HotCounters(new ProcFiles()), vmCount: () => SUBSCRIBERS });
     // Only to make socket pairs: each accepted connection is one pair's parent end.
     const pairs = createServer();

@@ -1,6 +1,6 @@
 // N VMs as the fleet benchmarks need them, on the production path: one real hostinfod adopts
 // every VM registered under its runtime directory's vms/ and spawns each VM's hostinfo-sidecar
-// itself. A VM here is registered as the launcher does it (launcher/register.ts stageVmDir +
+// itself. A VM here is registered as the launcher does it (common/vm-publish.ts stageVmDir +
 // publishVmDir): a real paused QEMU provides QMP in the staging directory, and the bench plays
 // QEMU's hostinfo chardev end at guest.sock, so it can ask at full speed. Every process started
 // here, the daemon's sidecars included, is killed by close() (and by reaper.ts on any exit).
@@ -16,7 +16,7 @@ import { GUEST_SOCKET, QMP_SOCKET } from '../common/runtime-tree.js';
 import type { VmRecord } from '../common/vm-record.js';
 import { fetchStatus } from '../daemon/control-client.js';
 import type { StatusReply } from '../daemon/messages.js';
-import { publishVmDir, stageVmDir } from '../launcher/register.js';
+import { publishVmDir, stageVmDir } from '../common/vm-publish.js';
 import { DaemonProcess, makeSite, PAUSED_QEMU, poll, POLL_MS, QEMU, READY_TIMEOUT_MS, readLogLines, type Site } from './fleet-site.js';
 import { killNoted, spawnNoted, stillRuns, stopChild, untilGone } from './reaper.js';
 

@@ -39,6 +39,12 @@ export function processUid(pid: number): number | undefined {
   return match?.[1] === undefined ? undefined : Number(match[1]);
 }
 
+/** Real gid (first Gid: field of /proc/<pid>/status). */
+export function processGid(pid: number): number | undefined {
+  const match = /^Gid:\s+(\d+)/m.exec(readProc(pid, 'status') ?? '');
+  return match?.[1] === undefined ? undefined : Number(match[1]);
+}
+
 export function processCmdline(pid: number): string[] {
   const text = readProc(pid, 'cmdline');
   if (text === undefined || text.length > MAX_CMDLINE_BYTES) return [];

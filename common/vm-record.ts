@@ -11,6 +11,8 @@ export const MAX_VM_RECORD_BYTES = 4096;
 export const MAX_VM_NAME_LENGTH = 256;
 export const MAX_VM_UUID_LENGTH = 64;
 export const MAX_PIDFILE_LENGTH = 1024;
+/** sun_path holds 108 bytes with its terminating NUL: a longer socket path cannot be connected. */
+export const MAX_SOCKET_PATH_BYTES = 107;
 
 export type Transport = 'isa-serial' | 'virtio-serial';
 
@@ -28,6 +30,17 @@ export interface VmRecord {
   readonly guestDevice: string;
   /** With -daemonize QEMU's pid is the one written to this file (absolute path). */
   readonly pidfile: string | undefined;
+  /**
+   * A VM hostinfo did not launch (`hostinfo-ctl attach`): its sockets are wherever its manager put
+   * them, not in the VM's directory, and it may have no QMP socket to spare. Only the daemon writes
+   * such a record, in a directory of its own.
+   */
+  readonly attached?: AttachedSockets | undefined;
+}
+
+export interface AttachedSockets {
+  readonly guestSocket: string;
+  readonly qmpSocket: string | undefined;
 }
 
 export type VmRecordResult = { readonly ok: true; readonly record: VmRecord } | { readonly ok: false; readonly problem: string };
@@ -63,8 +76,30 @@ export function parseVmRecord(text: string): VmRecordResult {
       transport: r['transport'] as Transport,
       guestDevice: r['guestDevice'] as string,
       pidfile: r['pidfile'] as string | undefined,
+      ...(r['attached'] === undefined ? {} : { attached: attachedOf(r['attached'] as Record<string, unknown>) }),
     },
   };
+}
+
+const attachedOf = (raw: Record<string, unknown>): AttachedSockets => ({ guestSocket: raw['guestSocket'] as string, qmpSocket: raw['qmpSocket'] as string | undefined });
+
+/** A unix socket path a sidecar can connect to: absolute, and short enough for sun_path. */
+export function checkSocketPath(value: unknown): string | undefined {
+  if (typeof value !== 'string' || !value.startsWith('/')) return 'must be an absolute path';
+  if (Buffer.byteLength(value) > MAX_SOCKET_PATH_BYTES) return `is longer than ${MAX_SOCKET_PATH_BYTES} bytes, the most a unix socket address holds`;
+  if (value.includes('\0')) return 'must not contain NUL';
+  return undefined;
+}
+
+function checkAttached(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (!isPlainObject(value)) return 'attached must be an object';
+  const guest = checkSocketPath(value['guestSocket']);
+  if (guest !== undefined) return `attached.guestSocket ${guest}`;
+  const qmp = value['qmpSocket'] === undefined ? undefined : checkSocketPath(value['qmpSocket']);
+  if (qmp !== undefined) return `attached.qmpSocket ${qmp}`;
+  const extra = Object.keys(value).find((key) => key !== 'guestSocket' && key !== 'qmpSocket');
+  return extra === undefined ? undefined : `unexpected key attached.${JSON.stringify(extra).slice(0, 40)}`;
 }
 
 function checkFields(r: Record<string, unknown>): string | undefined {
@@ -79,7 +114,10 @@ function checkFields(r: Record<string, unknown>): string | undefined {
   if (!isText(r['guestDevice'], 64)) return 'guestDevice must be a short string';
   const pidfile = r['pidfile'];
   if (pidfile !== undefined && !(isText(pidfile, MAX_PIDFILE_LENGTH) && pidfile.startsWith('/'))) return 'pidfile must be an absolute path';
-  const known = ['v', 'pid', 'startTime', 'name', 'uuid', 'transport', 'guestDevice', 'pidfile'];
+  const attached = checkAttached(r['attached']);
+  if (attached !== undefined) return attached;
+  if (r['attached'] !== undefined && pidfile !== undefined) return 'an attached VM has no pidfile to follow: attach gives QEMU\'s own pid';
+  const known = ['v', 'pid', 'startTime', 'name', 'uuid', 'transport', 'guestDevice', 'pidfile', 'attached'];
   const extra = Object.keys(r).find((key) => !known.includes(key));
   return extra === undefined ? undefined : `unexpected key ${JSON.stringify(extra).slice(0, 40)}`;
 }

@@ -1,5 +1,6 @@
 // The control socket, the daemon's only socket on the file system (owner-only, see daemon.ts):
-// one request, one reply, then the connection ends, so a peer that never reads holds one reply.
+// one request (control-messages.ts), one reply, then the connection ends, so a peer that never
+// reads holds one reply.
 // Sidecars never use it, so whatever happens here cannot keep a VM from being served. Also the
 // HTTP and WebSocket settings both of the daemon's servers share.
 
@@ -7,7 +8,8 @@ import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Log } from './log.js';
-import { MAX_CLIENT_MESSAGE_BYTES, MAX_CLIENT_PAYLOAD_BYTES, ProtocolError, type StatusReply, errorMessage, parseControlMessage } from './messages.js';
+import { type ControlReply, type ControlRequest, parseControlMessage } from './control-messages.js';
+import { MAX_CLIENT_MESSAGE_BYTES, MAX_CLIENT_PAYLOAD_BYTES, ProtocolError, errorMessage } from './messages.js';
 
 /** A control connection must finish its upgrade and ask within this, or it is dropped. */
 export const CONTROL_IDLE_MS = 5_000;
@@ -46,7 +48,8 @@ export function frameText(data: RawData, isBinary: boolean): string | ProtocolEr
 }
 
 export interface ControlServerOptions {
-  readonly status: () => StatusReply;
+  /** Answers one request; a ProtocolError it throws (REFUSED, NO_SUCH_VM) becomes the error reply. */
+  readonly handle: (request: ControlRequest) => Promise<ControlReply>;
   readonly idleMs: number;
   readonly log: Log;
   readonly refused: (error: ProtocolError) => void;
@@ -96,13 +99,24 @@ export class ControlServer {
       const text = frameText(data, isBinary);
       const parsed = text instanceof ProtocolError ? { ok: false as const, error: text } : parseControlMessage(text);
       if (!parsed.ok) return this.#refuse(ws, parsed.error);
-      ws.send(JSON.stringify({ ...this.#options.status(), v: parsed.message.v }), () => ws.close(1000, 'done'));
-      // Nothing more is read from a connection that has had its answer, so its close frame will
-      // never be seen either: the peer gets the idle bound to read its reply, then is cut off
+      // Nothing more is read from a connection that has its request, so its close frame will
+      // never be seen either: the peer gets the idle bound after its reply, then is cut off
       // (rather than held for ws's 30 s close timeout).
       (ws as unknown as { _socket: Socket })._socket.pause();
-      setTimeout(() => ws.terminate(), idleMs).unref();
+      void this.#answer(ws, parsed.message);
     });
+  }
+
+  async #answer(ws: WebSocket, request: ControlRequest): Promise<void> {
+    let reply: object;
+    try {
+      reply = { ...(await this.#options.handle(request)), v: request.v };
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) this.#options.log.error({ event: 'control-failed', type: request.type, err: (error as Error).message });
+      reply = errorMessage(error instanceof ProtocolError ? error : new ProtocolError('REFUSED', (error as Error).message), request.v);
+    }
+    ws.send(JSON.stringify(reply), () => ws.close(1000, 'done'));
+    setTimeout(() => ws.terminate(), this.#options.idleMs).unref();
   }
 
   #refuse(ws: WebSocket, error: ProtocolError): void {

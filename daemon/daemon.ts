@@ -3,11 +3,17 @@
 // only flags, config loading, logging and signals.
 
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { CONTROL_SOCKET, prepareRuntimeTree } from '../common/runtime-tree.js';
+import { HOSTINFO_VERSION } from '../common/version.js';
 import type { HostConfig } from '../policies/host-config.js';
+import { attachVm } from './attach.js';
 import { HotCounters } from './collectors/hot-counters.js';
+import type { ControlReply, ControlRequest, ReloadChange } from './control-messages.js';
 import { ProcFiles } from './collectors/proc-reader.js';
 import { SILENT_LOG, type Log } from './log.js';
+import { renderMetrics } from './metrics/prometheus-text.js';
+import { TextfileWriter } from './metrics/textfile-writer.js';
 import type { StatusReply } from './messages.js';
 import { HostSampler } from './sampler.js';
 import { DaemonServer } from './server.js';
@@ -37,6 +43,8 @@ export class HostDaemon {
   readonly #ticker: Ticker;
   readonly #log: Log;
   readonly #startedAt = Date.now();
+  readonly #metrics: TextfileWriter;
+  #sampleDurationMs: number | null = null;
   #config: HostConfig;
   #stopping: Promise<void> | undefined;
 
@@ -45,7 +53,7 @@ export class HostDaemon {
     this.#config = options.config;
     this.#log = options.log ?? SILENT_LOG;
     this.socketPath = join(options.config.runtimeDir, CONTROL_SOCKET);
-    this.server = new DaemonServer({ intervalMs: options.intervalMs, status: () => this.status(), log: this.#log });
+    this.server = new DaemonServer({ intervalMs: options.intervalMs, control: (request) => this.control(request), log: this.#log });
     this.fleet = new VmFleet({
       runtimeDir: options.config.runtimeDir,
       log: this.#log,
@@ -56,6 +64,7 @@ export class HostDaemon {
     });
     this.#sampler = new HostSampler({ hot: new HotCounters(new ProcFiles(options.procRoot)), vmCount: () => this.fleet.servedCount() });
     this.#ticker = new Ticker(options.intervalMs, () => this.#sampleNow());
+    this.#metrics = new TextfileWriter({ log: this.#log });
   }
 
   /** Resolves once the control socket accepts connections, the first sample is out and vms/ is read. */
@@ -82,23 +91,48 @@ export class HostDaemon {
     return {
       v: 2,
       type: 'status',
+      version: HOSTINFO_VERSION,
       pid: process.pid,
       startedAt: this.#startedAt,
       intervalMs: this.#options.intervalMs,
       seq: latest?.seq ?? null,
       takenAt: latest?.snapshot.takenAt ?? null,
+      sampleDurationMs: this.#sampleDurationMs,
       vmcount: this.fleet.servedCount(),
       vms: this.fleet.status(),
     };
   }
 
-  /** SIGHUP: the host config, every VM's policy and the static inventory, read again. */
-  async reload(): Promise<void> {
+  /** One control-socket request (hostinfo-ctl). */
+  async control(request: ControlRequest): Promise<ControlReply> {
+    switch (request.type) {
+      case 'status':
+        return this.status();
+      case 'reload':
+        return { v: request.v, type: 'reloaded', config: this.#config.file ?? null, vms: await this.reload() };
+      case 'attach': {
+        const attached = attachVm(request.vm, {
+          runtimeDir: this.#config.runtimeDir,
+          daemonUid: this.fleet.daemonUid,
+          keeperOfPid: (pid) => this.fleet.keeperOfPid(pid),
+          scan: () => this.fleet.scan(),
+        });
+        this.#log.info({ event: 'attached', vm: attached.id, already: attached.already, qemuPid: request.vm.pid, guestSocket: request.vm.guestSocket, qmp: request.vm.qmpSocket ?? null });
+        return { v: request.v, type: 'attached', ...attached };
+      }
+      case 'detach':
+        return { v: request.v, type: 'detached', id: await this.fleet.detach(request.vm) };
+    }
+  }
+
+  /** SIGHUP: the host config, every VM's policy and the static inventory, read again; what changed per VM. */
+  async reload(): Promise<ReloadChange[]> {
     await this.#loadConfig();
-    await this.fleet.reload();
+    const changes = await this.fleet.reload();
     const inventory = await loadStaticInventory(this.#options.inventory ?? SYSTEM_SOURCES);
     this.#sampler.setInventory(inventory);
-    this.#log.info({ event: 'reloaded', ...inventory }, 'config, policies and static inventory reloaded');
+    this.#log.info({ event: 'reloaded', ...inventory, changed: changes.filter((change) => JSON.stringify(change.before) !== JSON.stringify(change.after)).map((change) => change.id) }, 'config, policies and static inventory reloaded');
+    return changes;
   }
 
   stop(): Promise<void> {
@@ -123,10 +157,16 @@ export class HostDaemon {
 
   #sampleNow(): void {
     try {
-      this.server.publish(this.#sampler.sample());
+      const started = performance.now();
+      const snapshot = this.#sampler.sample();
+      this.#sampleDurationMs = performance.now() - started;
+      this.server.publish(snapshot);
     } catch (error) {
       // A collector bug must not kill the daemon; the sidecars see the data age and answer 503.
       this.#log.error({ event: 'sample-failed', err: (error as Error).message });
     }
+    // Written after a failed sample too: the growing sample age is how a scrape learns of it.
+    const textfile = this.#config.metrics.textfile;
+    if (textfile !== undefined) void this.#metrics.write(textfile, () => renderMetrics(this.status(), Date.now()));
   }
 }

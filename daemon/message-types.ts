@@ -2,6 +2,7 @@
 // parsing and negotiation are in messages.ts, the field checks in message-fields.ts.
 
 import { CodedError } from '../common/coded-error.js';
+import type { Transport } from '../common/vm-record.js';
 import type { ItemName } from '../policies/items.js';
 import type { PartialHostValues } from './sample.js';
 
@@ -50,9 +51,9 @@ export interface AccessMessage {
   readonly guest: { readonly linesPerSecond: number; readonly bytesPerSecond: number };
 }
 
-export interface HelloMessage { readonly v: number; readonly type: 'hello'; readonly qmp: { readonly name: string | null; readonly uuid: string | null; readonly version: string } }
+/** `qmp` null: the VM was attached without a QMP socket, so the sidecar learnt nothing from QEMU. */
+export interface HelloMessage { readonly v: number; readonly type: 'hello'; readonly qmp: { readonly name: string | null; readonly uuid: string | null; readonly version: string } | null }
 export interface CountersMessage extends VmCounters { readonly v: number; readonly type: 'counters' }
-export interface StatusRequest { readonly v: number; readonly type: 'status' }
 /** A sidecar that refuses the daemon (no common version) says why before it closes. */
 export interface SidecarErrorMessage { readonly v: number; readonly type: 'error'; readonly code: string; readonly message: string }
 export type SidecarMessage = HelloMessage | CountersMessage | SidecarErrorMessage;
@@ -62,8 +63,14 @@ export interface VmStatus {
   readonly id: string;
   readonly vm: VmIdentity;
   readonly guestDevice: string;
+  readonly transport: Transport;
+  /** Attached (hostinfo-ctl attach) rather than launched through hostinfo. */
+  readonly attached: boolean;
   readonly served: boolean;
   readonly reason: string | null;
+  /** The policy file that decided, and its rate limit, when served. */
+  readonly file: string | null;
+  readonly limit: { readonly intervalMs: number; readonly burst: number } | null;
   readonly items: readonly ItemName[];
   readonly sidecar: { readonly pid: number | null; readonly uid: number | null; readonly restarts: number; readonly connected: boolean };
   readonly counters: VmCounters | null;
@@ -71,11 +78,15 @@ export interface VmStatus {
 export interface StatusReply {
   readonly v: number;
   readonly type: 'status';
+  /** hostinfod's HOSTINFO_VERSION. */
+  readonly version: string;
   readonly pid: number;
   readonly startedAt: number;
   readonly intervalMs: number;
   readonly seq: number | null;
   readonly takenAt: number | null;
+  /** How long taking the latest sample took (monotonic ms); null before the first. */
+  readonly sampleDurationMs: number | null;
   readonly vmcount: number;
   readonly vms: readonly VmStatus[];
 }
@@ -92,7 +103,10 @@ export type ProtocolErrorCode =
   | 'INVALID_MESSAGE'
   | 'NOT_ALLOWED'
   | 'SERVER_FULL'
-  | 'IDLE';
+  | 'IDLE'
+  /** A control request understood and declined (attach of a pid that is not running, say). */
+  | 'REFUSED'
+  | 'NO_SUCH_VM';
 
 export class ProtocolError extends CodedError<ProtocolErrorCode> {
   override readonly name = 'ProtocolError';

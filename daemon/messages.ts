@@ -1,7 +1,7 @@
 // The daemon's wire protocol: versioned JSON text frames over WebSocket. Two kinds of peer speak
 // it: a sidecar, over the socket pair the daemon spawned it with (so the daemon knows which VM it
 // speaks for without believing anything it says), and an administrator on the owner-only control
-// socket. Every frame is size-checked before JSON.parse and then validated field by field (keys a
+// socket (its requests: control-messages.ts). Every frame is size-checked before JSON.parse and then validated field by field (keys a
 // newer peer added are ignored, never passed on); a peer that sends anything else gets one `error`
 // frame and is disconnected. Versions are negotiated: see VersionRange.
 
@@ -11,7 +11,7 @@ import { type HostSnapshot, type PartialHostValues, parseHostValues } from './sa
 import { accessOf, checkAccess, checkCounters, checkError, checkQmpIdentity } from './message-fields.js';
 import {
   COUNTER_KEYS, MAX_CLIENT_MESSAGE_BYTES, MAX_SERVER_MESSAGE_BYTES, type ErrorMessage, ProtocolError, type ProtocolErrorCode,
-  type SampleMessage, type SidecarMessage, type StatusRequest, type ToSidecarMessage,
+  type SampleMessage, type SidecarMessage, type ToSidecarMessage,
 } from './message-types.js';
 
 export * from './message-types.js';
@@ -99,6 +99,8 @@ export function sidecarMessageOf(envelope: Envelope, version: number): Parsed<Si
   const raw = envelope.raw;
   switch (envelope.type) {
     case 'hello': {
+      // qmp null: a sidecar of an attached VM without a QMP socket of its own.
+      if (raw['qmp'] === null) return { ok: true, message: { v: version, type: 'hello', qmp: null } };
       const bad = checkQmpIdentity(raw['qmp']);
       if (bad !== undefined) return fail('INVALID_MESSAGE', `hello: ${bad}`);
       const qmp = raw['qmp'] as Record<string, unknown>;
@@ -130,20 +132,6 @@ const unknownType = (envelope: Envelope): { ok: false; error: ProtocolError } =>
 export function parseSidecarMessage(text: string): Parsed<SidecarMessage> {
   const parsed = supported(text, MAX_CLIENT_MESSAGE_BYTES);
   return parsed.ok ? sidecarMessageOf(parsed.message, parsed.message.v) : parsed;
-}
-
-/**
- * What an administrator may send on the control socket: a status request in any version range
- * that includes one this daemon speaks; the reply is written in the highest common one.
- */
-export function parseControlMessage(text: string): Parsed<StatusRequest> {
-  const parsed = readEnvelope(text, MAX_CLIENT_MESSAGE_BYTES);
-  if (!parsed.ok) return parsed;
-  const envelope = parsed.message;
-  const agreed = negotiate(DAEMON_PROTOCOL, envelope.range, { mine: 'hostinfod', theirs: 'this client' });
-  if (!agreed.ok) return agreed;
-  if (envelope.type !== 'status') return fail('NOT_ALLOWED', `the control socket answers status only, not ${JSON.stringify(envelope.type).slice(0, 40)}`);
-  return { ok: true, message: { v: agreed.version, type: 'status' } };
 }
 
 /** What a sidecar receives, by the rules of `version`: checked as strictly, since a sidecar trusts nothing either. */

@@ -8,9 +8,10 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { CONTROL_IDLE_MS, ControlServer, SHUTDOWN_GRACE_MS, WS_OPTIONS, frameText, plainHttp } from './control-server.js';
+import type { ControlReply, ControlRequest } from './control-messages.js';
 import { SILENT_LOG, type Log } from './log.js';
 import {
-  DAEMON_PROTOCOL, type ErrorMessage, MAX_CLIENT_MESSAGE_BYTES, ProtocolError, type StatusReply,
+  DAEMON_PROTOCOL, type ErrorMessage, MAX_CLIENT_MESSAGE_BYTES, ProtocolError,
   errorMessage, formatRange, hostItemsOf, negotiate, readEnvelope, sampleMessage, sidecarMessageOf,
 } from './messages.js';
 import type { HostSnapshot, PartialHostValues } from './sample.js';
@@ -25,7 +26,8 @@ export { CONTROL_IDLE_MS, MAX_CONTROL_CONNECTIONS, SHUTDOWN_GRACE_MS } from './c
 
 export interface DaemonServerOptions {
   readonly intervalMs: number;
-  readonly status: () => StatusReply;
+  /** Answers the control socket's requests (HostDaemon.control). */
+  readonly control: (request: ControlRequest) => Promise<ControlReply>;
   readonly maxBufferedBytes?: number;
   readonly stallTimeoutMs?: number;
   readonly controlIdleMs?: number;
@@ -69,7 +71,7 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
     this.#sidecarWss.on('connection', (ws, request) => this.#acceptSidecar(ws, request));
     this.#sidecarWss.on('error', () => {});
     this.#control = new ControlServer({
-      status: this.#options.status,
+      handle: this.#options.control,
       idleMs: this.#options.controlIdleMs,
       log: this.#options.log,
       refused: (error) => this.emit('protocolError', undefined, error),

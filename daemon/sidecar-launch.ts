@@ -2,16 +2,19 @@
 // pair it talks to the daemon through. The process that parses guest bytes never runs as root:
 // for a root-owned VM it runs as the configured sidecar user with the VM's two sockets already
 // connected (it could not open them itself, and needs no file at all); for a VM another user
-// registered it runs as that user and connects by path, with exactly that user's reach.
+// registered it runs as that user and connects by path, with exactly that user's reach. An
+// attached VM's sockets are wherever its manager put them, and QMP is optional there.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GUEST_SOCKET, LOGS_DIR, QMP_SOCKET, openLogNoFollow } from '../common/runtime-tree.js';
+import type { VmRecord } from '../common/vm-record.js';
 import { findAccount, type Account } from './passwd.js';
 import { ownerAccount, runAs, type RunAccount } from './run-as.js';
+import { unsafeSocketPath } from './socket-path.js';
 import { connectWhenListening, type VmDirOwner } from './vm-dir.js';
 
 export const SIDECAR_MAIN = fileURLToPath(new URL('../sidecar/main.js', import.meta.url));
@@ -35,14 +38,31 @@ export function sidecarAccount(owner: VmDirOwner, daemonUid: number, sidecarUser
   return { kind: 'account', uid: account.uid, gid: account.gid, groups: 'clear' };
 }
 
+/** Where a VM's sockets are, and who connects to them. */
+export interface SidecarReach {
+  readonly guestSocket: string;
+  /** Undefined: an attached VM without a QMP socket to spare. */
+  readonly qmpSocket: string | undefined;
+  /** The daemon connects and hands the fds over (the sidecar's user could not reach them). */
+  readonly connectForIt: boolean;
+  /** The sockets are outside the VM's directory (attached): checked before the daemon connects. */
+  readonly outside: boolean;
+}
+
+/** A launched VM's sockets are in its directory; an attached one's where its record says. */
+export function reachOf(dir: string, record: VmRecord, connectForIt: boolean): SidecarReach {
+  if (record.attached === undefined) return { guestSocket: join(dir, GUEST_SOCKET), qmpSocket: join(dir, QMP_SOCKET), connectForIt, outside: false };
+  return { ...record.attached, connectForIt, outside: true };
+}
+
 export interface SidecarLaunch {
   readonly runtimeDir: string;
   readonly id: string;
-  readonly dir: string;
+  readonly reach: SidecarReach;
   readonly qemuPid: number;
   readonly account: SidecarAccount;
-  /** True when the daemon can open the VM's sockets itself (it owns the directory). */
-  readonly connectForIt: boolean;
+  /** Whose sockets the daemon may connect to outside the VM's directory (root, and itself). */
+  readonly trustedUids: readonly number[];
   readonly alive: () => boolean;
 }
 
@@ -53,18 +73,16 @@ export interface LaunchedSidecar {
 }
 
 export async function launchSidecar(launch: SidecarLaunch): Promise<LaunchedSidecar> {
-  const qmpPath = join(launch.dir, QMP_SOCKET);
-  const guestPath = join(launch.dir, GUEST_SOCKET);
-  const sockets = launch.connectForIt
-    ? await Promise.all([connectWhenListening(qmpPath, launch.alive), connectWhenListening(guestPath, launch.alive)])
-    : undefined;
+  const { reach } = launch;
+  const sockets = reach.connectForIt ? await connectForSidecar(launch) : undefined;
   const log = openLogNoFollow(join(launch.runtimeDir, LOGS_DIR, `${launch.id}.sidecar.log`));
   try {
-    const reach = sockets === undefined ? ['--qmp', qmpPath, '--guest', guestPath] : ['--qmp-fd', String(QMP_FD), '--guest-fd', String(GUEST_FD)];
-    const sidecar = [process.execPath, SIDECAR_MAIN, '--channel-fd', String(CHANNEL_FD), ...reach, '--qemu-pid', String(launch.qemuPid)];
+    const sidecar = [process.execPath, SIDECAR_MAIN, '--channel-fd', String(CHANNEL_FD), ...reachFlags(reach, sockets !== undefined), '--qemu-pid', String(launch.qemuPid)];
     const [command, prefix] = runAs(launch.account);
+    // fd 4 stays closed in the sidecar when there is no QMP socket.
+    const passed: StdioOptions = sockets === undefined ? [] : [sockets.qmp ?? 'ignore', sockets.guest];
     const child = spawn(command, [...prefix, ...sidecar], {
-      stdio: ['ignore', log, log, 'pipe', ...(sockets ?? [])],
+      stdio: ['ignore', log, log, 'pipe', ...passed],
       // Nothing of the daemon's environment is the sidecar's business.
       env: {},
       cwd: '/',
@@ -79,6 +97,31 @@ export async function launchSidecar(launch: SidecarLaunch): Promise<LaunchedSide
   } finally {
     closeSync(log);
     // The sidecar has its own copies; QEMU must see the connection end when the sidecar does.
-    for (const socket of sockets ?? []) socket.destroy();
+    sockets?.qmp?.destroy();
+    sockets?.guest.destroy();
   }
+}
+
+function reachFlags(reach: SidecarReach, byFd: boolean): string[] {
+  const qmp = reach.qmpSocket === undefined ? [] : byFd ? ['--qmp-fd', String(QMP_FD)] : ['--qmp', reach.qmpSocket];
+  return [...qmp, ...(byFd ? ['--guest-fd', String(GUEST_FD)] : ['--guest', reach.guestSocket])];
+}
+
+/** The daemon's own connections for a sidecar that could not open them, checked first when outside the VM's directory. */
+async function connectForSidecar(launch: SidecarLaunch): Promise<{ qmp: Socket | undefined; guest: Socket }> {
+  const { reach } = launch;
+  const paths = [reach.qmpSocket, reach.guestSocket].filter((path): path is string => path !== undefined);
+  for (const path of reach.outside ? paths : []) {
+    const unsafe = unsafeSocketPath(path, launch.trustedUids);
+    if (unsafe !== undefined) throw new Error(`not connecting to ${path}: ${unsafe}`);
+  }
+  const [qmp, guest] = await Promise.allSettled([
+    reach.qmpSocket === undefined ? undefined : connectWhenListening(reach.qmpSocket, launch.alive),
+    connectWhenListening(reach.guestSocket, launch.alive),
+  ]);
+  if (qmp.status === 'fulfilled' && guest.status === 'fulfilled') return { qmp: qmp.value, guest: guest.value };
+  // One connected while the other failed: QEMU must not keep a client nobody reads.
+  if (qmp.status === 'fulfilled') qmp.value?.destroy();
+  if (guest.status === 'fulfilled') guest.value.destroy();
+  throw (qmp.status === 'rejected' ? qmp.reason : (guest as PromiseRejectedResult).reason) as Error;
 }

@@ -3,11 +3,12 @@
 // rights or on what the daemon itself owns, and never through a symlink.
 
 import { spawn } from 'node:child_process';
-import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, rmSync } from 'node:fs';
+import { lstatSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { retryEvery } from '../common/backoff.js';
 import { VM_RECORD_FILE } from '../common/runtime-tree.js';
+import { readSmallFile } from '../common/small-file.js';
 import { ownerAccount, runAs } from './run-as.js';
 import { systemTool } from './system-tools.js';
 import { MAX_VM_RECORD_BYTES, parseVmRecord, type VmRecordResult } from '../common/vm-record.js';
@@ -29,27 +30,6 @@ export function vmDirOwner(dir: string): VmDirOwner | string {
   if (!stat.isDirectory()) return 'not a directory';
   if ((stat.mode & 0o022) !== 0) return `mode ${(stat.mode & 0o777).toString(8)}: others could write into it`;
   return { uid: stat.uid, gid: stat.gid };
-}
-
-/** Reads a small regular file without following a symlink; undefined when absent. */
-export function readSmallFile(path: string, maxBytes: number): string | undefined | Error {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' ? undefined : new Error(code === 'ELOOP' ? `${path} is a symbolic link` : (error as Error).message);
-  }
-  try {
-    const stat = fstatSync(fd);
-    if (!stat.isFile()) return new Error(`${path} is not a regular file`);
-    if (stat.size > maxBytes) return new Error(`${path} is larger than ${maxBytes} bytes`);
-    const buffer = Buffer.alloc(maxBytes + 1);
-    const length = readSync(fd, buffer, 0, buffer.length, 0);
-    return buffer.subarray(0, length).toString('utf8');
-  } finally {
-    closeSync(fd);
-  }
 }
 
 export function readVmRecord(dir: string): VmRecordResult | undefined {

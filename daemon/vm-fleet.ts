@@ -4,10 +4,12 @@
 
 import { readdirSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
-import { processStartTime, processUid, sameProcess } from '../common/proc.js';
+import { processGid, processStartTime, processUid, sameProcess } from '../common/proc.js';
 import { VMS_DIR } from '../common/runtime-tree.js';
-import type { VmStatus } from './messages.js';
-import { sidecarAccount } from './sidecar-launch.js';
+import type { VmRecord } from '../common/vm-record.js';
+import type { AccessSummary, ReloadChange } from './control-messages.js';
+import { ProtocolError, type AccessMessage, type VmStatus } from './messages.js';
+import { reachOf, sidecarAccount, type SidecarAccount, type SidecarReach } from './sidecar-launch.js';
 import { readVmRecord, removeVmDir, vmDirOwner, type VmDirOwner } from './vm-dir.js';
 import { VmKeeper, type KeeperContext } from './vm-keeper.js';
 
@@ -59,9 +61,35 @@ export class VmFleet {
     return this.#keepers.get(id);
   }
 
-  /** SIGHUP: every VM's config and policy read again. */
-  async reload(): Promise<void> {
-    await Promise.all([...this.#keepers.values()].map((keeper) => keeper.reload()));
+  keeperOfPid(pid: number): VmKeeper | undefined {
+    return [...this.#keepers.values()].find((keeper) => keeper.pid === pid || keeper.record.pid === pid);
+  }
+
+  /** Stops serving an attached VM, found by its directory id, its name, or its QEMU pid. */
+  async detach(key: string): Promise<string> {
+    const keepers = [...this.#keepers.values()];
+    const keeper = this.#keepers.get(key) ??
+      (/^\d+$/.test(key) ? this.keeperOfPid(Number(key)) : undefined) ??
+      keepers.find((candidate) => candidate.record.name === key || candidate.record.uuid === key);
+    if (keeper === undefined) throw new ProtocolError('NO_SUCH_VM', `no VM ${JSON.stringify(key)} is served (hostinfo-ctl status lists them)`);
+    if (keeper.record.attached === undefined) {
+      throw new ProtocolError('REFUSED', `${keeper.id} was launched through hostinfo and is served until its QEMU exits; disable its policy to stop answering its guest`);
+    }
+    await keeper.end('detached');
+    return keeper.id;
+  }
+
+  get daemonUid(): number {
+    return this.#daemonUid;
+  }
+
+  /** SIGHUP: every VM's config and policy read again; each VM's decision before and after. */
+  reload(): Promise<ReloadChange[]> {
+    return Promise.all([...this.#keepers.values()].map(async (keeper) => {
+      const before = summarize(keeper.access());
+      await keeper.reload();
+      return { id: keeper.id, name: keeper.access().vm.name, before, after: summarize(keeper.access()) };
+    }));
   }
 
   /** The daemon stops; the VMs do not: their directories stay for the next daemon to adopt. */
@@ -112,9 +140,11 @@ export class VmFleet {
     } else if (this.#daemonUid === 0 && owner.uid !== 0 && processUid(record.pid) !== owner.uid) {
       return this.#reject(name, `uid:${record.pid}`, `pid ${record.pid} does not run as the directory's owner (uid ${owner.uid})`);
     }
+    if (record.attached !== undefined && owner.uid !== this.#daemonUid) {
+      return this.#reject(name, 'attached-owner', `an attached VM's record must be the daemon's own (uid ${this.#daemonUid}), this one is uid ${owner.uid}'s`);
+    }
     this.#rejected.delete(name);
-    const account = sidecarAccount(owner, this.#daemonUid, this.#options.config().sidecarUser);
-    const keeper = new VmKeeper(name, dir, owner, record, account, { ...this.#options, daemonUid: this.#daemonUid });
+    const keeper = new VmKeeper(name, dir, owner, record, this.#sidecarOf(dir, owner, record), { ...this.#options, daemonUid: this.#daemonUid });
     this.#keepers.set(name, keeper);
     keeper.once('gone', () => {
       this.#keepers.delete(name);
@@ -124,6 +154,19 @@ export class VmFleet {
     void keeper.start();
     // A daemonized VM whose parent already exited is followed (or let go) right away.
     keeper.check();
+  }
+
+  /**
+   * Who the sidecar runs as and how it reaches the VM. A launched VM's sidecar acts for the
+   * directory's owner; an attached VM's for whoever runs its QEMU (libvirt-qemu, say), since that
+   * user's reach is exactly what QEMU's sockets were made for.
+   */
+  #sidecarOf(dir: string, owner: VmDirOwner, record: VmRecord): { account: SidecarAccount | string; reach: SidecarReach } {
+    const uid = record.attached === undefined ? owner.uid : processUid(record.pid);
+    const gid = record.attached === undefined ? owner.gid : processGid(record.pid);
+    if (uid === undefined || gid === undefined) return { account: `pid ${record.pid} is gone`, reach: reachOf(dir, record, false) };
+    const account = sidecarAccount({ uid, gid }, this.#daemonUid, this.#options.config().sidecarUser);
+    return { account, reach: reachOf(dir, record, uid === this.#daemonUid) };
   }
 
   #clearStaging(name: string): void {
@@ -139,4 +182,8 @@ export class VmFleet {
     this.#options.log.info({ event: 'stale-removed', dir, reason });
     await removeVmDir(dir, owner, this.#daemonUid).catch((error: unknown) => this.#reject(name, 'rm', `cannot remove: ${(error as Error).message}`));
   }
+}
+
+function summarize(access: AccessMessage): AccessSummary {
+  return { served: access.served, reason: access.reason, file: access.file, items: access.items, limit: access.served ? access.limit : null };
 }

@@ -13,10 +13,11 @@ import type { HostConfig } from '../policies/host-config.js';
 import type { Log } from './log.js';
 import type { AccessMessage, CountersMessage, HelloMessage, VmCounters, VmStatus } from './messages.js';
 import { PolicySource } from './policy-source.js';
-import { launchSidecar, type SidecarAccount } from './sidecar-launch.js';
+import { launchSidecar, type SidecarAccount, type SidecarReach } from './sidecar-launch.js';
 import { SidecarSupervisor } from './sidecar-supervisor.js';
 import type { SidecarLink } from './subscriber.js';
-import { readSmallFile, removeVmDir, type VmDirOwner } from './vm-dir.js';
+import { readSmallFile } from '../common/small-file.js';
+import { removeVmDir, type VmDirOwner } from './vm-dir.js';
 import type { Socket } from 'node:net';
 
 const NIL_UUID = '00000000-0000-0000-0000-000000000000';
@@ -42,6 +43,7 @@ export class VmKeeper extends EventEmitter<KeeperEvents> implements SidecarLink 
   readonly record: VmRecord;
   readonly #context: KeeperContext;
   readonly #account: SidecarAccount | string;
+  readonly #reach: SidecarReach;
   readonly #policy: PolicySource;
   readonly #supervisor: SidecarSupervisor;
   #pid: number;
@@ -51,13 +53,14 @@ export class VmKeeper extends EventEmitter<KeeperEvents> implements SidecarLink 
   #connected = false;
   #ending: Promise<void> | undefined;
 
-  constructor(id: string, dir: string, owner: VmDirOwner, record: VmRecord, account: SidecarAccount | string, context: KeeperContext) {
+  constructor(id: string, dir: string, owner: VmDirOwner, record: VmRecord, sidecar: { readonly account: SidecarAccount | string; readonly reach: SidecarReach }, context: KeeperContext) {
     super();
     this.id = id;
     this.dir = dir;
     this.owner = owner;
     this.record = record;
-    this.#account = account;
+    this.#account = sidecar.account;
+    this.#reach = sidecar.reach;
     this.#context = context;
     this.#pid = record.pid;
     this.#startTime = record.startTime;
@@ -137,10 +140,10 @@ export class VmKeeper extends EventEmitter<KeeperEvents> implements SidecarLink 
 
   hello(message: HelloMessage): void {
     this.#connected = true;
-    const { name, uuid } = message.qmp;
-    // The registered identity (from QEMU's own arguments) is what policies and logs go by; a
-    // sidecar reporting otherwise is noted, never believed.
-    const mismatch = (name ?? undefined) !== this.record.name || (this.record.uuid !== undefined && uuid !== this.record.uuid);
+    // The registered identity (from QEMU's own arguments, or the attach request) is what policies
+    // and logs go by; a sidecar reporting otherwise is noted, never believed.
+    const mismatch = message.qmp !== null &&
+      ((message.qmp.name ?? undefined) !== this.record.name || (this.record.uuid !== undefined && message.qmp.uuid !== this.record.uuid));
     this.#context.log.info({ event: 'sidecar-hello', vm: this.id, qmp: message.qmp, ...(mismatch ? { mismatch: true } : {}) });
   }
 
@@ -159,8 +162,12 @@ export class VmKeeper extends EventEmitter<KeeperEvents> implements SidecarLink 
       id: this.id,
       vm: this.#identity(),
       guestDevice: this.record.guestDevice,
+      transport: this.record.transport,
+      attached: this.record.attached !== undefined,
       served: access.served,
       reason: access.served ? null : access.reason,
+      file: access.served ? access.policy.file : null,
+      limit: access.served ? access.policy.limit : null,
       items: access.served ? access.policy.items : [],
       sidecar: {
         pid: this.#supervisor.pid ?? null,
@@ -214,10 +221,10 @@ export class VmKeeper extends EventEmitter<KeeperEvents> implements SidecarLink 
     const { child, channel } = await launchSidecar({
       runtimeDir: this.#context.runtimeDir,
       id: this.id,
-      dir: this.dir,
+      reach: this.#reach,
       qemuPid: this.#pid,
       account,
-      connectForIt: this.owner.uid === this.#context.daemonUid,
+      trustedUids: [...new Set([0, this.#context.daemonUid])],
       alive: () => this.#ending === undefined && (sameProcess(this.#pid, this.#startTime) || (this.record.pidfile !== undefined && !this.#followedDaemonize)),
     });
     this.#context.attach(channel, this);

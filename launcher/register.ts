@@ -1,13 +1,11 @@
-// Registers a VM with the daemon by publishing its directory under <runtime_dir>/vms/: a staging
-// directory gets vm.json, then one rename makes it visible under its final name, complete. The
-// daemon watches vms/ and adopts what appears; no socket is involved, so nothing a local user
-// does to the daemon's sockets can keep a VM from being registered.
+// Registers a VM with the daemon by publishing its directory under <runtime_dir>/vms/
+// (common/vm-publish.ts). The daemon watches vms/ and adopts what appears; no socket is involved,
+// so nothing a local user does to the daemon's sockets can keep a VM from being registered.
 
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { isAbsolute, join, resolve } from 'node:path';
-import { VM_RECORD_FILE } from '../common/runtime-tree.js';
-import { encodeVmRecord, type VmRecord } from '../common/vm-record.js';
+import { rmSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import type { VmRecord } from '../common/vm-record.js';
+import { publishVmDir, stageVmDir } from '../common/vm-publish.js';
 import { planQemuArgs, type PlanOptions, type QemuPlan, type WrapPlan } from './qemu-args.js';
 
 export interface Registration {
@@ -29,30 +27,6 @@ export function vmRecordOf(plan: WrapPlan, registration: Registration): VmRecord
     guestDevice: plan.serialIndex !== undefined ? `/dev/ttyS${plan.serialIndex}` : plan.portName ?? 'org.hostinfo.0',
     pidfile: plan.pidfile === undefined ? undefined : isAbsolute(plan.pidfile) ? plan.pidfile : resolve(registration.cwd, plan.pidfile),
   };
-}
-
-/** A staging directory under vms/ with `record` written in it; published later by one rename. */
-export function stageVmDir(vmsDir: string, record: VmRecord): string {
-  const stage = join(vmsDir, `.new-${process.pid}-${randomBytes(6).toString('hex')}`);
-  mkdirSync(stage, { mode: 0o700 });
-  // 'wx' (O_EXCL) in a directory just made: nothing can be planted under the name.
-  writeFileSync(join(stage, VM_RECORD_FILE), encodeVmRecord(record), { flag: 'wx', mode: 0o600 });
-  return stage;
-}
-
-/**
- * Makes a staged directory visible as `vmDir`, complete. False when the name is taken by another
- * live VM (the rename finds it non-empty, or it is someone else's in the sticky vms/).
- */
-export function publishVmDir(stage: string, vmDir: string): boolean {
-  try {
-    renameSync(stage, vmDir);
-    return true;
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'EPERM' || code === 'EACCES' || code === 'EISDIR' || code === 'ENOTDIR') return false;
-    throw error;
-  }
 }
 
 /**

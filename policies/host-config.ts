@@ -3,7 +3,7 @@
 // defaults, the file, HOSTINFO_* environment variables, command-line overrides.
 
 import { readFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { ConfigError } from './config-error.js';
 import { TableReader } from './table-reader.js';
 import { parseTomlDocument } from './toml-file.js';
@@ -38,6 +38,8 @@ export interface HostConfig {
   /** Sidecars of VMs whose runtime directory root owns run as this user, never as root. */
   readonly sidecarUser: string;
   readonly guest: { readonly linesPerSecond: number; readonly bytesPerSecond: number };
+  /** node_exporter textfile (a *.prom path) rewritten after every sample; undefined: off. */
+  readonly metrics: { readonly textfile: string | undefined };
 }
 
 export interface ConfigEnvironment {
@@ -53,9 +55,10 @@ export interface ConfigOverrides {
   readonly runtimeDir?: string | undefined;
 }
 
-const TOP_LEVEL_KEYS = ['enabled', 'policy_dir', 'runtime_dir', 'group', 'sidecar_user', 'cache', 'guest'] as const;
+const TOP_LEVEL_KEYS = ['enabled', 'policy_dir', 'runtime_dir', 'group', 'sidecar_user', 'cache', 'guest', 'metrics'] as const;
 const CACHE_KEYS = ['interval', 'max_age'] as const;
 const GUEST_KEYS = ['lines_per_second', 'bytes_per_second'] as const;
+const METRICS_KEYS = ['textfile'] as const;
 
 export function defaultRuntimeDir(environment: ConfigEnvironment): string {
   if (environment.uid === 0) return '/run/hostinfo';
@@ -80,6 +83,7 @@ export interface HostConfigFileSettings {
   readonly cache: HostConfig['cache'];
   readonly sidecarUser: string;
   readonly guest: HostConfig['guest'];
+  readonly metrics: HostConfig['metrics'];
 }
 
 /** Parses hostinfo.toml text. Relative paths in it are relative to the file's own directory. */
@@ -97,6 +101,8 @@ export function parseHostConfig(text: string, file: string): HostConfigFileSetti
   const guest = top.subTable('guest');
   guest?.rejectUnknownKeys(GUEST_KEYS);
   const base = dirname(resolve(file));
+  const metrics = top.subTable('metrics');
+  metrics?.rejectUnknownKeys(METRICS_KEYS);
   return {
     enabled: top.boolean('enabled', false),
     policyDir: top.has('policy_dir') ? resolve(base, top.string('policy_dir', '')) : undefined,
@@ -108,7 +114,18 @@ export function parseHostConfig(text: string, file: string): HostConfigFileSetti
       linesPerSecond: guest?.integerAtLeast('lines_per_second', 1, DEFAULT_GUEST_LINES_PER_SECOND) ?? DEFAULT_GUEST_LINES_PER_SECOND,
       bytesPerSecond: guest?.integerAtLeast('bytes_per_second', 256, DEFAULT_GUEST_BYTES_PER_SECOND) ?? DEFAULT_GUEST_BYTES_PER_SECOND,
     },
+    metrics: { textfile: metrics === undefined ? undefined : textfilePath(metrics, base) },
   };
+}
+
+/** `[metrics] textfile`: node_exporter reads *.prom only, so any other name would be written every interval for nobody. */
+function textfilePath(metrics: TableReader, base: string): string | undefined {
+  if (!metrics.has('textfile')) return undefined;
+  const written = metrics.string('textfile', '');
+  if (!written.endsWith('.prom') || basename(written) === '.prom') {
+    throw metrics.error('CONFIG_RANGE', 'textfile', 'a file name ending in .prom (node_exporter reads only those)', JSON.stringify(written));
+  }
+  return resolve(base, written);
 }
 
 /** Built-in settings when no config file exists: everything off. */
@@ -120,6 +137,7 @@ const NO_FILE_SETTINGS: HostConfigFileSettings = {
   cache: { intervalSeconds: DEFAULT_CACHE_INTERVAL_SECONDS, maxAgeSeconds: DEFAULT_MAX_AGE_SECONDS },
   sidecarUser: DEFAULT_SIDECAR_USER,
   guest: { linesPerSecond: DEFAULT_GUEST_LINES_PER_SECOND, bytesPerSecond: DEFAULT_GUEST_BYTES_PER_SECOND },
+  metrics: { textfile: undefined },
 };
 
 /**
@@ -154,6 +172,7 @@ export async function loadHostConfig(overrides: ConfigOverrides, environment: Co
     cache: settings.cache,
     sidecarUser: settings.sidecarUser,
     guest: settings.guest,
+    metrics: settings.metrics,
   };
 }
 

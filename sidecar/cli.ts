@@ -2,7 +2,7 @@
 
 import { parseFlagValues } from '../common/flags.js';
 
-export const USAGE = `Usage: hostinfo-sidecar --channel-fd N (--qmp-fd N --guest-fd N | --qmp PATH --guest PATH)
+export const USAGE = `Usage: hostinfo-sidecar --channel-fd N ([--qmp-fd N] --guest-fd N | [--qmp PATH] --guest PATH)
                         [--qemu-pid PID] [--help] [--version]
 
 Stands beside one QEMU VM and answers its guest's hostinfo requests. hostinfod starts it, one per
@@ -15,6 +15,9 @@ configuration file.
   --guest-fd N      the hostinfo chardev, already connected by hostinfod
   --qmp PATH        QEMU's QMP monitor socket, to connect to (VMs of this sidecar's own user)
   --guest PATH      the hostinfo chardev socket, to connect to (reconnected whenever it drops)
+                    Without a QMP socket (an attached VM whose manager holds QEMU's only one),
+                    the VM's name and uuid come from hostinfod and its vCPU threads from their
+                    names (QEMU's -name ...,debug-threads=on), and hypervisor answers 503.
   --qemu-pid PID    QEMU's pid, for vcpudelay, until the daemon's access message says otherwise
   --help, --version
 
@@ -23,7 +26,7 @@ Exits 0 when QEMU shuts down or closes QMP, or on SIGTERM/SIGINT; 1 on errors or
 to hostinfod closes; 2 on bad flags.
 `;
 
-export type Reach = { readonly kind: 'fd'; readonly qmpFd: number; readonly guestFd: number } | { readonly kind: 'path'; readonly qmpPath: string; readonly guestPath: string };
+export type Reach = { readonly kind: 'fd'; readonly qmpFd: number | undefined; readonly guestFd: number } | { readonly kind: 'path'; readonly qmpPath: string | undefined; readonly guestPath: string };
 
 export interface SidecarFlags {
   readonly channelFd: number;
@@ -60,8 +63,8 @@ export function parseSidecarFlags(argv: readonly string[]): ParsedSidecarFlags {
   for (const problem of [channelFd, qmpFd, guestFd, qemuPid]) if (typeof problem === 'string') return { kind: 'error', message: problem };
   if (channelFd === undefined) return { kind: 'error', message: '--channel-fd is required: hostinfod starts the sidecar' };
   let reach: Reach;
-  if (typeof qmpFd === 'number' && typeof guestFd === 'number' && values.qmp === undefined && values.guest === undefined) reach = { kind: 'fd', qmpFd, guestFd };
-  else if (values.qmp !== undefined && values.guest !== undefined && values.qmp !== '' && values.guest !== '' && qmpFd === undefined && guestFd === undefined) reach = { kind: 'path', qmpPath: values.qmp, guestPath: values.guest };
-  else return { kind: 'error', message: 'give either --qmp-fd and --guest-fd, or --qmp and --guest' };
+  if (typeof guestFd === 'number' && values.qmp === undefined && values.guest === undefined) reach = { kind: 'fd', qmpFd: qmpFd as number | undefined, guestFd };
+  else if (values.guest !== undefined && values.guest !== '' && values.qmp !== '' && qmpFd === undefined && guestFd === undefined) reach = { kind: 'path', qmpPath: values.qmp, guestPath: values.guest };
+  else return { kind: 'error', message: 'give either --guest-fd (and maybe --qmp-fd), or --guest (and maybe --qmp)' };
   return { kind: 'run', flags: { channelFd: channelFd as number, reach, qemuPid: qemuPid as number | undefined } };
 }

@@ -27,11 +27,11 @@ async function main(): Promise<void> {
   const { flags } = parsed;
   const { reach } = flags;
   // Only the descriptors handed over on purpose stay open.
-  closeInheritedFds(reach.kind === 'fd' ? [flags.channelFd, reach.qmpFd, reach.guestFd] : [flags.channelFd]);
+  closeInheritedFds(reach.kind === 'fd' ? [flags.channelFd, reach.guestFd, ...(reach.qmpFd === undefined ? [] : [reach.qmpFd])] : [flags.channelFd]);
   const log = pino({ base: { name: 'hostinfo-sidecar', pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   const sidecar = new Sidecar({
     channel: new DaemonChannel(fdSocket(flags.channelFd)),
-    qmp: reach.kind === 'fd' ? { socket: fdSocket(reach.qmpFd), label: `fd ${reach.qmpFd}` } : reach.qmpPath,
+    qmp: reach.kind === 'path' ? reach.qmpPath : reach.qmpFd === undefined ? undefined : { socket: fdSocket(reach.qmpFd), label: `fd ${reach.qmpFd}` },
     guest: reach.kind === 'fd' ? { connect: fdConnector(reach.guestFd), reconnect: false } : { connect: pathConnector(reach.guestPath), reconnect: GUEST_RECONNECT },
     qemuPid: flags.qemuPid,
     log,

@@ -127,7 +127,7 @@ function answer(context: RequestContext, items: readonly ItemName[], command: st
 function itemReply(context: RequestContext, item: ItemName): Reply {
   if (item === 'hosttime') return ok(hostTimeText(context.wallNow));
   if (item === 'hypervisor') {
-    return context.vm.hypervisor === undefined ? unavailable('hypervisor version not known yet') : ok(context.vm.hypervisor);
+    return context.vm.hypervisor === undefined ? unavailable('hypervisor version not known (no QMP socket for this VM)') : ok(context.vm.hypervisor);
   }
   if (item === 'vcpudelay') {
     const delay = context.vm.vcpuDelay;

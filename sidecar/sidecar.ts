@@ -18,6 +18,7 @@ import type { GuestFrame } from './protocol/line-decoder.js';
 import { QmpClient, QmpConnectError, queryCpusFast, queryName, queryUuid, queryVersion, type QmpConnectedSocket, type QmpEvent } from './qmp/index.js';
 import { handleGuestFrame, type HeldSample, type VmFacts } from './request-handler.js';
 import { runDelayMeter } from './vcpu-delay.js';
+import { vcpuThreadsByName } from './vcpu-threads.js';
 
 /** Counters go to the daemon at most this often, however fast the guest asks. */
 export const COUNTER_REPORT_MS = 1_000;
@@ -56,8 +57,12 @@ export interface GuestReach {
 
 export interface SidecarOptions {
   readonly channel: DaemonChannel;
-  /** A QMP socket path to connect to (retried until QEMU listens), or one already connected. */
-  readonly qmp: string | QmpConnectedSocket;
+  /**
+   * A QMP socket path to connect to (retried until QEMU listens), or one already connected;
+   * undefined for an attached VM without a QMP socket to spare: its identity comes from the
+   * daemon, its vCPU threads from their names, and QEMU's end is seen by the daemon.
+   */
+  readonly qmp: string | QmpConnectedSocket | undefined;
   readonly guest: GuestReach;
   readonly qemuPid: number | undefined;
   readonly log: SidecarLog;
@@ -73,7 +78,8 @@ export interface Stopped {
 export interface VmIdentityFacts {
   readonly name: string | undefined;
   readonly uuid: string | undefined;
-  readonly hypervisor: string;
+  /** QEMU's version from QMP; undefined without QMP (the hypervisor item answers 503). */
+  readonly hypervisor: string | undefined;
   readonly vcpuThreads: readonly number[];
 }
 
@@ -130,22 +136,22 @@ export class Sidecar {
     // stop() may run during any await below (a signal, QEMU gone, the channel closed): after
     // each one nothing more is created, and what stop() itself cut short is not a start failure.
     try {
-      if (!(await this.#connectQmp())) return;
-      this.#qmp.on('event', (event) => this.#onQmpEvent(event));
-      this.#qmp.on('disconnected', (reason) => void this.stop(`QMP connection closed: ${reason.message}`));
-      this.#identity = await this.#learnIdentity();
+      this.#identity = await this.#identifyOverQmp();
     } catch (error) {
       if (this.#stopping !== undefined) return;
       throw error;
     }
     if (this.#stopping !== undefined) return;
-    this.#vm = { ...this.#vm, hypervisor: this.#identity.hypervisor };
-    log.info({ event: 'identity', vm: this.#identity }, 'VM identified over QMP');
-    channel.hello({ name: this.#identity.name ?? null, uuid: this.#identity.uuid ?? null, version: this.#identity.hypervisor });
+    if (this.#identity === undefined) channel.hello(null);
+    else channel.hello({ name: this.#identity.name ?? null, uuid: this.#identity.uuid ?? null, version: this.#identity.hypervisor ?? 'unknown' });
     // No guest byte is read before the daemon's decision: a request would get no reply at all,
     // and the decision carries the guest's flood budget.
     const access = await decided;
     if (access === undefined || this.#stopping !== undefined) return;
+    this.#identity ??= await identityWithoutQmp(access);
+    if (this.#stopping !== undefined) return;
+    this.#vm = { ...this.#vm, hypervisor: this.#identity.hypervisor };
+    log.info({ event: 'identity', vm: this.#identity, source: this.#options.qmp === undefined ? 'hostinfod and thread names' : 'QMP' });
 
     this.#guest = new GuestPort({ ...this.#options.guest, respond: (frame) => this.#answer(frame), budget: access.guest });
     this.#guest.on('connected', () => log.info({ event: 'guest-connected' }));
@@ -187,8 +193,7 @@ export class Sidecar {
    * The deadline bounds real waiting (timers), so it is on the real monotonic clock, not on an
    * injected one.
    */
-  async #connectQmp(): Promise<boolean> {
-    const target = this.#options.qmp;
+  async #connectQmp(target: string | QmpConnectedSocket): Promise<boolean> {
     const deadline = performance.now() + QMP_CONNECT_TIMEOUT_MS;
     const stopped = (): boolean => this.#stopping !== undefined;
     try {
@@ -205,6 +210,14 @@ export class Sidecar {
       if (stopped()) return false;
       throw error;
     }
+  }
+
+  /** Undefined without a QMP socket, or when stop() ran meanwhile. */
+  async #identifyOverQmp(): Promise<VmIdentityFacts | undefined> {
+    if (this.#options.qmp === undefined || !(await this.#connectQmp(this.#options.qmp))) return undefined;
+    this.#qmp.on('event', (event) => this.#onQmpEvent(event));
+    this.#qmp.on('disconnected', (reason) => void this.stop(`QMP connection closed: ${reason.message}`));
+    return this.#learnIdentity();
   }
 
   async #learnIdentity(): Promise<VmIdentityFacts> {
@@ -278,12 +291,13 @@ export class Sidecar {
     this.#options.channel.reportCounters(this.#counters);
   }
 
-  /** The pid comes from the daemon (it follows -daemonize); the vCPU threads from QMP. */
+  /** The pid comes from the daemon (it follows -daemonize); the vCPU threads from QMP or their names. */
   #startDelayMeter(): void {
     const threads = this.#identity?.vcpuThreads ?? [];
     const pid = (): number | undefined => this.#options.channel.access?.vm.pid ?? this.#options.qemuPid;
     if (threads.length === 0 || pid() === undefined) {
-      this.#options.log.warn({ event: 'vcpudelay-unavailable' }, 'QEMU pid or vCPU threads unknown: vcpudelay answers 503');
+      const hint = this.#options.qmp === undefined ? ' (no QMP socket: QEMU needs -name ...,debug-threads=on to name its vCPU threads)' : '';
+      this.#options.log.warn({ event: 'vcpudelay-unavailable' }, `QEMU pid or vCPU threads unknown${hint}: vcpudelay answers 503`);
       return;
     }
     const measure = runDelayMeter(() => pid() as number, threads, (percent) => {
@@ -296,4 +310,9 @@ export class Sidecar {
   #every(ms: number, run: () => void): void {
     this.#timers.push(setInterval(run, ms));
   }
+}
+
+/** An attached VM without QMP: what hostinfod registered, and the vCPU threads QEMU named. */
+async function identityWithoutQmp(access: AccessMessage): Promise<VmIdentityFacts> {
+  return { name: access.vm.name, uuid: access.vm.uuid, hypervisor: undefined, vcpuThreads: await vcpuThreadsByName(access.vm.pid) };
 }

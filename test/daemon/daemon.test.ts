@@ -22,7 +22,7 @@ const INVENTORY = { cpu: async () => ({ manufacturer: 'AMD', brand: 'EPYC', spee
 function hostConfig(dir: string, patch: Partial<HostConfig> = {}): HostConfig {
   return {
     file: join(dir, 'hostinfo.toml'), enabled: true, policyDir: join(dir, 'policies'), runtimeDir: join(dir, 'run'), group: undefined,
-    cache: { intervalSeconds: 0.05, maxAgeSeconds: 2 }, sidecarUser: 'hostinfo', guest: { linesPerSecond: 100, bytesPerSecond: 16384 }, ...patch,
+    cache: { intervalSeconds: 0.05, maxAgeSeconds: 2 }, sidecarUser: 'hostinfo', guest: { linesPerSecond: 100, bytesPerSecond: 16384 }, metrics: { textfile: undefined }, ...patch,
   };
 }
 

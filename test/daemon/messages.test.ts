@@ -1,8 +1,9 @@
 import t from 'tap';
 import fc from 'fast-check';
+import { parseControlMessage } from '../../daemon/control-messages.js';
 import { HOST_ITEM_NAMES, ITEM_NAMES } from '../../policies/items.js';
 import {
-  DAEMON_PROTOCOL, MAX_CLIENT_MESSAGE_BYTES, MAX_QMP_TEXT, negotiate, readEnvelope, MAX_SERVER_MESSAGE_BYTES, errorMessage, hostItemsOf, parseControlMessage,
+  DAEMON_PROTOCOL, MAX_CLIENT_MESSAGE_BYTES, MAX_QMP_TEXT, negotiate, readEnvelope, MAX_SERVER_MESSAGE_BYTES, errorMessage, hostItemsOf,
   parseSidecarMessage, parseToSidecarMessage, ProtocolError, sampleMessage,
 } from '../../daemon/messages.js';
 
@@ -44,7 +45,9 @@ t.test('every way a sidecar message can be wrong has its code', async (t) => {
 
 t.test('hello validation', async (t) => {
   const bad = (qmp: unknown): string | undefined => sidecar({ ...HELLO, qmp });
-  t.equal(bad(null), 'INVALID_MESSAGE');
+  t.equal(bad(null), undefined, 'qmp null: an attached VM without a QMP socket');
+  t.equal(bad(undefined), 'INVALID_MESSAGE');
+  t.equal(bad('qmp'), 'INVALID_MESSAGE');
   t.equal(bad({ ...HELLO.qmp, extra: 1 }), undefined, 'unknown keys are ignored inside objects too');
   t.equal(bad({ ...HELLO.qmp, name: 5 }), 'INVALID_MESSAGE');
   t.equal(bad({ ...HELLO.qmp, name: 'x'.repeat(MAX_QMP_TEXT + 1) }), 'INVALID_MESSAGE');
@@ -68,10 +71,14 @@ t.test('counters validation', async (t) => {
   t.same(parseSidecarMessage(JSON.stringify({ ...COUNTERS, extra: 0 })), { ok: true, message: COUNTERS });
 });
 
-t.test('the control socket: status only', async (t) => {
+t.test('the control socket: its requests, version-negotiated', async (t) => {
   const control = (text: string): string | undefined => code(parseControlMessage(text));
   t.same(parseControlMessage('{"v":2,"type":"status"}'), { ok: true, message: { v: 2, type: 'status' } });
   t.equal(control('{"v":2,"type":"hello"}'), 'NOT_ALLOWED');
+  t.same(parseControlMessage('{"v":2,"type":"reload"}'), { ok: true, message: { v: 2, type: 'reload' } });
+  t.same(parseControlMessage('{"v":2,"type":"detach","vm":"web1"}'), { ok: true, message: { v: 2, type: 'detach', vm: 'web1' } });
+  t.equal(control('{"v":2,"type":"detach","vm":""}'), 'INVALID_MESSAGE');
+  t.equal(control('{"v":2,"type":"detach"}'), 'INVALID_MESSAGE');
   t.equal(control(JSON.stringify(COUNTERS)), 'NOT_ALLOWED');
   t.equal(control('{"v":2,"type":"status","extra":1}'), undefined, 'unknown keys are ignored');
   t.same(parseControlMessage('{"v":3,"range":{"min":2,"max":3},"type":"status"}'), { ok: true, message: { v: 2, type: 'status' } }, 'a newer client: the reply in v2');

@@ -10,7 +10,7 @@ import { PolicySource } from '../../daemon/policy-source.js';
 function hostConfig(policyDir: string, enabled = true): HostConfig {
   return {
     file: '/h.toml', enabled, policyDir, runtimeDir: '/run/x', group: undefined, cache: { intervalSeconds: 1, maxAgeSeconds: 5 },
-    sidecarUser: 'hostinfo', guest: { linesPerSecond: 100, bytesPerSecond: 16384 },
+    sidecarUser: 'hostinfo', guest: { linesPerSecond: 100, bytesPerSecond: 16384 }, metrics: { textfile: undefined },
   };
 }
 

@@ -23,12 +23,12 @@ export interface ServerUnderTest {
   clock: number;
 }
 
-export const EMPTY_STATUS: StatusReply = { v: 2, type: 'status', pid: process.pid, startedAt: 1, intervalMs: 1000, seq: null, takenAt: null, vmcount: 0, vms: [] };
+export const EMPTY_STATUS: StatusReply = { v: 2, type: 'status', version: '0.0.0-test', pid: process.pid, startedAt: 1, intervalMs: 1000, seq: null, takenAt: null, sampleDurationMs: null, vmcount: 0, vms: [] };
 
 export async function startServer(t: Teardown, options: Partial<DaemonServerOptions> = {}): Promise<ServerUnderTest> {
   const controlPath = join(tempDir(t), 'hostinfod.sock');
   const under: { server?: DaemonServer; controlPath: string; clock: number } = { controlPath, clock: 1_795_600_000_000 };
-  const server = new DaemonServer({ intervalMs: 1000, status: () => EMPTY_STATUS, now: () => under.clock, ...options });
+  const server = new DaemonServer({ intervalMs: 1000, control: async () => EMPTY_STATUS, now: () => under.clock, ...options });
   under.server = server;
   await listenExclusive(server.control, controlPath, { mode: 0o600, gid: undefined });
   t.teardown(() => server.close());

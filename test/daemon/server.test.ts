@@ -227,7 +227,7 @@ t.test('close(): sidecars see a going-away close', async (t) => {
 
 t.test('the control socket answers one status per connection, then closes', async (t) => {
   let asked = 0;
-  const s = await startServer(t, { status: () => ({ ...EMPTY_STATUS, seq: ++asked }) });
+  const s = await startServer(t, { control: async () => ({ ...EMPTY_STATUS, seq: ++asked }) });
   const admin = await TestClient.open(s.controlPath);
   admin.send({ v: 2, type: 'status' });
   admin.send({ v: 2, type: 'status' });

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { encodeVmRecord } from '../../common/vm-record.js';
-import { connectWhenListening, readSmallFile, readVmRecord, removeVmDir, vmDirOwner } from '../../daemon/vm-dir.js';
+import { readSmallFile } from '../../common/small-file.js';
+import { connectWhenListening, readVmRecord, removeVmDir, vmDirOwner } from '../../daemon/vm-dir.js';
 
 const isRoot = process.geteuid?.() === 0;
 const OWN = process.geteuid?.() ?? 0;

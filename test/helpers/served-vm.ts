@@ -2,7 +2,7 @@
 // - launchVm: the real bin/hostinfo-qemu front with a real (usually paused) QEMU, exactly as a
 //   user runs it;
 // - stageVm: a real paused QEMU for QMP plus a GuestEnd in place of QEMU's chardev end, registered
-//   through the launcher's own stageVmDir/publishVmDir, so a test can write guest bytes at full
+//   through the same stageVmDir/publishVmDir as the launcher, so a test can write guest bytes at full
 //   speed. Both sockets are bound in the staging directory and stay reachable after the rename.
 
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
@@ -15,7 +15,7 @@ import { processStartTime } from '../../common/proc.js';
 import { CONTROL_SOCKET, GUEST_SOCKET, LOGS_DIR, QMP_SOCKET, VMS_DIR } from '../../common/runtime-tree.js';
 import { fetchStatus } from '../../daemon/control-client.js';
 import type { StatusReply, VmStatus } from '../../daemon/messages.js';
-import { publishVmDir, stageVmDir } from '../../launcher/register.js';
+import { publishVmDir, stageVmDir } from '../../common/vm-publish.js';
 import { QEMU_BINARY } from '../fixtures/qmp/qemu.js';
 import { GuestEnd } from './guest-end.js';
 import { readLogFile, waitForLogLine } from './log-file.js';

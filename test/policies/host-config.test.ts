@@ -31,15 +31,17 @@ t.test('without any config file everything is off, with the documented paths', a
   t.same(await loadHostConfig({}, missing), {
     file: undefined, enabled: false, policyDir: DEFAULT_POLICY_DIR, runtimeDir: '/run/hostinfo', group: undefined,
     cache: { intervalSeconds: 1, maxAgeSeconds: 5 }, sidecarUser: 'hostinfo', guest: { linesPerSecond: 100, bytesPerSecond: 16384 },
+    metrics: { textfile: undefined },
   });
   t.equal((await loadHostConfig({}, { ...USER, env: { XDG_RUNTIME_DIR: '/run/user/1000' } })).runtimeDir, '/run/user/1000/hostinfo');
 });
 
 t.test('a config file sets everything; relative paths are relative to the file', async (t) => {
-  const file = await configFile('enabled = true\npolicy_dir = "policies"\nruntime_dir = "/tmp/rt"\ngroup = "kvm"\nsidecar_user = "hi-sidecar"\n[cache]\ninterval = 0.5\nmax_age = 2\n[guest]\nlines_per_second = 7\nbytes_per_second = 4096\n');
+  const file = await configFile('enabled = true\npolicy_dir = "policies"\nruntime_dir = "/tmp/rt"\ngroup = "kvm"\nsidecar_user = "hi-sidecar"\n[cache]\ninterval = 0.5\nmax_age = 2\n[guest]\nlines_per_second = 7\nbytes_per_second = 4096\n[metrics]\ntextfile = "textfile/hostinfo.prom"\n');
   t.same(await loadHostConfig({ configPath: file }, USER), {
     file, enabled: true, policyDir: join(file, '..', 'policies'), runtimeDir: '/tmp/rt', group: 'kvm',
     cache: { intervalSeconds: 0.5, maxAgeSeconds: 2 }, sidecarUser: 'hi-sidecar', guest: { linesPerSecond: 7, bytesPerSecond: 4096 },
+    metrics: { textfile: join(file, '..', 'textfile', 'hostinfo.prom') },
   });
 });
 
@@ -88,6 +90,17 @@ t.test('validation errors name file, line, key, expected and received', async (t
     ['[guest]\nlines_per_second = 0', { code: 'CONFIG_RANGE', line: 2, key: 'guest.lines_per_second', received: '0' }],
     ['[guest]\nlines_per_second = 1.5', { code: 'CONFIG_TYPE', key: 'guest.lines_per_second' }],
     ['[guest]\nbytes_per_second = 255', { code: 'CONFIG_RANGE', key: 'guest.bytes_per_second', received: '255' }],
+    ['metrics = "/x.prom"', { code: 'CONFIG_TYPE', key: 'metrics', expected: 'a table' }],
+    ['[metrics]\nfile = "/x.prom"', { code: 'CONFIG_UNKNOWN_KEY', line: 2, key: 'metrics.file', expected: 'one of textfile' }],
+    ['[metrics]\ntextfile = 1', { code: 'CONFIG_TYPE', line: 2, key: 'metrics.textfile', expected: 'a string' }],
+    ['[metrics]\ntextfile = ""', { code: 'CONFIG_RANGE', key: 'metrics.textfile', expected: 'a non-empty string' }],
+    ['\n[metrics]\ntextfile = "/var/lib/prometheus/node-exporter/hostinfo.txt"', {
+      code: 'CONFIG_RANGE', line: 3, key: 'metrics.textfile', expected: 'a file name ending in .prom (node_exporter reads only those)',
+      received: '"/var/lib/prometheus/node-exporter/hostinfo.txt"',
+      message: '/etc/hostinfo/hostinfo.toml:3: key "metrics.textfile": expected a file name ending in .prom (node_exporter reads only those): received "/var/lib/prometheus/node-exporter/hostinfo.txt"',
+    }],
+    ['[metrics]\ntextfile = "/var/lib/prometheus/node-exporter/.prom"', { code: 'CONFIG_RANGE', key: 'metrics.textfile', received: '"/var/lib/prometheus/node-exporter/.prom"' }],
+    ['[metrics]\ntextfile = "hostinfo.prom.tmp"', { code: 'CONFIG_RANGE', key: 'metrics.textfile' }],
   ];
   for (const [text, expected] of cases) {
     t.match(thrown(() => parseHostConfig(text, '/etc/hostinfo/hostinfo.toml')), { file: '/etc/hostinfo/hostinfo.toml', ...expected }, JSON.stringify(text));
@@ -97,4 +110,12 @@ t.test('validation errors name file, line, key, expected and received', async (t
 t.test('the key line lookup finds keys in the right table only', async (t) => {
   t.match(thrown(() => parseHostConfig('interval = 3\n[cache]\n\ninterval = -1', '/h.toml')), { code: 'CONFIG_UNKNOWN_KEY', key: 'interval', line: 1 });
   t.match(thrown(() => parseHostConfig('[cache]\n  "interval" = -1', '/h.toml')), { key: 'cache.interval', line: 2 });
+});
+
+t.test('[metrics] textfile: off by default, relative to the config file, an absolute path as written', async (t) => {
+  t.same(parseHostConfig('enabled = true\n', '/etc/hostinfo/hostinfo.toml').metrics, { textfile: undefined });
+  t.same(parseHostConfig('[metrics]\n', '/etc/hostinfo/hostinfo.toml').metrics, { textfile: undefined }, 'an empty table is off too');
+  t.same(parseHostConfig('[metrics]\ntextfile = "/var/lib/prometheus/node-exporter/hostinfo.prom"\n', '/etc/hostinfo/hostinfo.toml').metrics,
+    { textfile: '/var/lib/prometheus/node-exporter/hostinfo.prom' });
+  t.same(parseHostConfig('[metrics]\ntextfile = "../prom/h.prom"\n', '/etc/hostinfo/hostinfo.toml').metrics, { textfile: '/etc/prom/h.prom' });
 });

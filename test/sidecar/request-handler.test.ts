@@ -122,7 +122,7 @@ t.test('503 when the host data is missing, stale or not collected', async (t) =>
   t.equal(ask('loadavg', context({ sample: { ...SAMPLE, receivedAt: NOW - 5000 } })), '1.0 200 0.52 0.48 0.40\n', 'exactly max_age is fresh');
   t.equal(ask('loadavg', context({ sample: { ...SAMPLE, receivedAt: NOW - 5001 } })), '1.0 503 host statistics unavailable: newest sample is 5.0 s old\n');
   t.equal(ask('pressure', context({ sample: { receivedAt: NOW, values: { loadavg: [1, 1, 1] } } })), '1.0 503 host statistics unavailable: pressure is not available on this host\n');
-  t.equal(ask('hypervisor', context({ vm: { hypervisor: undefined, vcpuDelay: undefined } })), '1.0 503 host statistics unavailable: hypervisor version not known yet\n');
+  t.equal(ask('hypervisor', context({ vm: { hypervisor: undefined, vcpuDelay: undefined } })), '1.0 503 host statistics unavailable: hypervisor version not known (no QMP socket for this VM)\n');
   t.equal(ask('vcpudelay', context({ vm: { hypervisor: undefined, vcpuDelay: undefined } })), '1.0 503 host statistics unavailable: no vCPU measurement yet\n');
   t.equal(ask('vcpudelay', context({ vm: { hypervisor: undefined, vcpuDelay: { percent: 1, measuredAt: NOW - 7000 } } })), '1.0 503 host statistics unavailable: newest sample is 7.0 s old\n');
 });

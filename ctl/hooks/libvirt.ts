@@ -1,0 +1,37 @@
+// /etc/libvirt/hooks/qemu, as `hostinfo-ctl hook libvirt -- NAME OPERATION SUB-OPERATION EXTRA`
+// with the domain XML on stdin (libvirt's hooks.html). "started" comes once QEMU runs (listening,
+// before its vCPUs start), "reconnect" for every running domain when libvirtd itself restarts, so
+// both attach (attaching what is already served is a no-op); "stopped" detaches, though the
+// daemon also sees QEMU exit on its own. Nothing here may call back into libvirt: it waits for
+// the hook to return.
+
+import { join } from 'node:path';
+import { readSmallFile } from '../../common/small-file.js';
+import { domainFactsOf } from './libvirt-domain.js';
+import { pidFrom, type HookAction } from './actions.js';
+
+/** Where libvirtd's QEMU driver writes NAME.pid (qemu.conf's state dir, /run/libvirt/qemu). */
+export const LIBVIRT_QEMU_RUN_DIR = '/run/libvirt/qemu';
+
+export function libvirtHookAction(args: readonly string[], xml: () => string, runDir = LIBVIRT_QEMU_RUN_DIR): HookAction {
+  const [name, operation] = args;
+  if (name === undefined || operation === undefined) return { kind: 'none', note: 'libvirt passes NAME OPERATION SUB-OPERATION EXTRA; got fewer' };
+  if (name.includes('/') || name === '.' || name === '..') return { kind: 'none', note: `not a domain name: ${JSON.stringify(name)}` };
+  if (operation === 'stopped') return { kind: 'detach', vm: name };
+  if (operation !== 'started' && operation !== 'reconnect') return { kind: 'none', note: undefined };
+  const facts = domainFactsOf(xml());
+  const notes = [...facts.skipped];
+  if (facts.ports.length === 0) return { kind: 'none', note: notes.length > 0 ? notes.join('; ') : undefined };
+  const pidfile = join(runDir, `${name}.pid`);
+  const pid = pidFrom(readSmallFile(pidfile, 32), pidfile);
+  if (typeof pid === 'string') return { kind: 'none', note: `cannot attach ${name}: ${pid}` };
+  // One port per VM is served; a second marked one is named so the administrator sees it.
+  const [port, ...others] = facts.ports;
+  for (const other of others) notes.push(`${other.guestDevice} (${other.socket}) not attached: one hostinfo port per VM`);
+  if (port === undefined) return { kind: 'none', note: undefined };
+  return {
+    kind: 'attach',
+    specs: [{ pid, name: facts.name ?? name, uuid: facts.uuid, transport: port.transport, guestSocket: port.socket, qmpSocket: undefined, guestDevice: port.guestDevice }],
+    notes,
+  };
+}

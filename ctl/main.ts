@@ -1,0 +1,151 @@
+#!/usr/bin/env node
+// hostinfo-ctl: the administrator's entry point to a running hostinfod (its control socket).
+
+import { readSync } from 'node:fs';
+import { join } from 'node:path';
+import { closeInheritedFds } from '../common/inherited-fds.js';
+import { CONTROL_SOCKET } from '../common/runtime-tree.js';
+import { HOSTINFO_VERSION } from '../common/version.js';
+import { ControlError, controlRequest } from '../daemon/control-client.js';
+import { loadHostConfig } from '../policies/host-config.js';
+import { EXIT_FAILED, EXIT_NO_DAEMON, EXIT_OK, EXIT_PERMISSION, EXIT_USAGE, USAGE, parseCtlArgs, type Command, type Location } from './cli.js';
+import { libvirtHookAction, LIBVIRT_QEMU_RUN_DIR } from './hooks/libvirt.js';
+import type { HookAction } from './hooks/actions.js';
+import { proxmoxHookAction } from './hooks/proxmox.js';
+import { MAX_XML_BYTES } from './hooks/xml-tree.js';
+import { findVm, statusTable, vmDetails } from './status-view.js';
+import { reloadReport } from './reload-view.js';
+
+/** Prints to stdout; the status of a verb that got its answer. */
+const print = (text: string): number => (process.stdout.write(text), EXIT_OK);
+const err = (text: string): void => void process.stderr.write(`hostinfo-ctl: ${text}\n`);
+const asJson = (value: unknown): string => `${JSON.stringify(value)}\n`;
+
+async function socketOf(location: Location): Promise<string> {
+  const config = await loadHostConfig(location, { env: process.env, uid: process.geteuid?.() ?? 0, cwd: process.cwd() });
+  return join(config.runtimeDir, CONTROL_SOCKET);
+}
+
+/** Why the socket could not be used, as an exit status and one line. */
+function failure(error: unknown, socket: string): number {
+  const code = (error as { code?: unknown }).code;
+  if (code === 'ENOENT' || code === 'ECONNREFUSED') {
+    err(`no hostinfod answers on ${socket} (${code}); start it (hostinfod, or systemctl start hostinfod), or point --config/--runtime-dir at the one you run`);
+    return EXIT_NO_DAEMON;
+  }
+  if (code === 'EACCES' || code === 'EPERM') {
+    err(`permission denied on ${socket}: the control socket is for the daemon's user (uid ${process.geteuid?.()} is not it); run this as that user, e.g. with sudo`);
+    return EXIT_PERMISSION;
+  }
+  err(error instanceof ControlError ? `${error.message} (${error.code})` : (error as Error).message);
+  return EXIT_FAILED;
+}
+
+async function run(command: Command, socket: string): Promise<number> {
+  switch (command.verb) {
+    case 'status': {
+      const status = await controlRequest(socket, { type: 'status' });
+      const now = Date.now();
+      if (command.vm === undefined) return print(command.json ? asJson(status) : statusTable(status, now));
+      const vm = findVm(status, command.vm);
+      if (vm !== undefined) return print(command.json ? asJson(vm) : vmDetails(vm, now));
+      err(`no VM ${JSON.stringify(command.vm)} is registered (hostinfo-ctl status lists them)`);
+      return EXIT_FAILED;
+    }
+    case 'reload': {
+      const reply = await controlRequest(socket, { type: 'reload' });
+      return print(command.json ? asJson(reply) : reloadReport(reply));
+    }
+    case 'attach': {
+      const reply = await controlRequest(socket, { type: 'attach', vm: command.spec });
+      return print(command.json ? asJson(reply) : `${reply.already ? 'already attached' : 'attached'}: ${reply.id}\n`);
+    }
+    case 'detach': {
+      const reply = await controlRequest(socket, { type: 'detach', vm: command.vm });
+      return print(command.json ? asJson(reply) : `detached: ${reply.id}\n`);
+    }
+    default:
+      return EXIT_USAGE;
+  }
+}
+
+/** libvirt's stdin: the domain XML, read up to the bound (a larger one is refused by the parser). */
+function readStdin(): string {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  const buffer = Buffer.alloc(64 * 1024);
+  for (;;) {
+    let n = 0;
+    try {
+      n = readSync(0, buffer, 0, buffer.length, null);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EAGAIN') continue;
+      if ((error as NodeJS.ErrnoException).code === 'EOF') break;
+      throw error;
+    }
+    if (n === 0) break;
+    chunks.push(Buffer.from(buffer.subarray(0, n)));
+    total += n;
+    if (total > MAX_XML_BYTES) break;
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** A hook never fails the manager's operation: every outcome is a line on stderr and status 0. */
+async function runHook(command: Extract<Command, { verb: 'hook' }>, location: Location): Promise<number> {
+  const label = `hook ${command.manager} ${command.args.slice(0, 2).join(' ')}`;
+  try {
+    const action: HookAction = command.manager === 'libvirt'
+      ? libvirtHookAction(command.args, readStdin, join(command.root, LIBVIRT_QEMU_RUN_DIR))
+      : proxmoxHookAction(command.args, command.serial, command.root);
+    if (action.kind === 'none') {
+      if (action.note !== undefined) err(`${label}: ${action.note}`);
+      return EXIT_OK;
+    }
+    const socket = await socketOf(location);
+    if (action.kind === 'detach') {
+      const reply = await controlRequest(socket, { type: 'detach', vm: action.vm }).catch((error: unknown) => error as Error);
+      // A VM that was never attached (no hostinfo port) or already cleaned up is no news.
+      if (reply instanceof Error && (reply as ControlError).code !== 'NO_SUCH_VM') err(`${label}: detach: ${reply.message}`);
+      return EXIT_OK;
+    }
+    for (const note of action.notes) err(`${label}: ${note}`);
+    for (const spec of action.specs) {
+      const reply = await controlRequest(socket, { type: 'attach', vm: spec });
+      err(`${label}: ${reply.already ? 'already attached' : 'attached'} as ${reply.id} (${spec.guestDevice} on ${spec.guestSocket})`);
+    }
+  } catch (error) {
+    err(`${label}: not attached: ${(error as Error).message}`);
+  }
+  return EXIT_OK;
+}
+
+async function main(): Promise<number> {
+  closeInheritedFds([]);
+  const parsed = parseCtlArgs(process.argv.slice(2));
+  if (!parsed.ok) {
+    err(`${parsed.message}\nTry hostinfo-ctl --help.`);
+    return EXIT_USAGE;
+  }
+  const { command, location } = parsed;
+  if (command.verb === 'help') return print(USAGE);
+  if (command.verb === 'version') return print(`hostinfo-ctl ${HOSTINFO_VERSION}\n`);
+  if (command.verb === 'hook') return runHook(command, location);
+  let socket: string;
+  try {
+    socket = await socketOf(location);
+  } catch (error) {
+    err((error as Error).message);
+    return EXIT_FAILED;
+  }
+  try {
+    return await run(command, socket);
+  } catch (error) {
+    return failure(error, socket);
+  }
+}
+
+main().then((status) => { process.exitCode = status; }, (error: unknown) => {
+  err((error as Error).stack ?? String(error));
+  process.exitCode = EXIT_FAILED;
+});
