@@ -1,0 +1,141 @@
+// A real libvirtd for the libvirt tests, started by hand (no systemd here) and restored as found:
+// virtlogd and libvirtd in their own sessions unless they already run, /dev/kvm made root:kvm
+// 0660 if it is root:root 0600 (else libvirt re-probes every emulator on each lookup, ~40 s), and
+// an optional /etc/libvirt/hooks/qemu (libvirtd looks for hooks when it starts, so one installed
+// here means libvirtd must be started by this test). Also the virsh, cgroup and process probes the
+// tests share.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { until } from '../e2e/harness.js';
+import type { Teardown } from '../helpers/logged-process.js';
+
+const VIRSH = ['-c', 'qemu:///system'];
+export const HOOK_PATH = '/etc/libvirt/hooks/qemu';
+
+export function virsh(...args: string[]): { code: number | null; out: string } {
+  const r = spawnSync('virsh', [...VIRSH, ...args], { encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+export function virshOk(...args: string[]): string {
+  const r = virsh(...args);
+  if (r.code !== 0) throw new Error(`virsh ${args.join(' ')}: ${r.out}`);
+  return r.out;
+}
+
+export function pidsOf(name: string): number[] {
+  return spawnSync('pgrep', ['-x', name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+}
+
+export function gidOf(group: string): number {
+  const line = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.startsWith(`${group}:`));
+  return Number(line?.split(':')[2] ?? NaN);
+}
+
+export function uidOf(user: string): number {
+  return Number(spawnSync('id', ['-u', user], { encoding: 'utf8' }).stdout.trim());
+}
+
+/** Every pid in a domain's cgroups (all controllers, nested ones included), with its comm. */
+export function cgroupProcs(domainId: string, name: string): { path: string; pid: number; comm: string }[] {
+  const out: { path: string; pid: number; comm: string }[] = [];
+  const found = spawnSync('find', ['/sys/fs/cgroup', '-path', `*/machine/qemu-${domainId}-${name}.libvirt-qemu*`, '-name', 'cgroup.procs'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+  for (const file of found) {
+    let text = '';
+    try { text = readFileSync(file, 'utf8'); } catch { continue; }
+    for (const word of text.split('\n').filter(Boolean)) {
+      let comm = '';
+      try { comm = readFileSync(`/proc/${word}/comm`, 'utf8').trim(); } catch { /* gone */ }
+      out.push({ path: file, pid: Number(word), comm });
+    }
+  }
+  return out;
+}
+
+export function cgroupDirs(name: string): string[] {
+  return spawnSync('find', ['/sys/fs/cgroup', '-maxdepth', '3', '-path', `*/machine/qemu-*-${name}.libvirt-qemu`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+}
+
+/** Sidecars whose command line names `runtime` (the test's own daemon). */
+export function sidecarsOf(runtime: string): string[] {
+  return spawnSync('pgrep', ['-f', 'dist/sidecar/main.js'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)
+    .filter((pid) => existsSync(`/proc/${pid}/cmdline`) && readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(runtime));
+}
+
+const isGone = (pid: number): boolean => !existsSync(`/proc/${pid}/status`) || /State:\s+Z/.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+
+export interface Libvirtd {
+  /** Whether this test started libvirtd (and so installed its hook). */
+  readonly ours: boolean;
+  /** SIGTERM to libvirtd, then a new one; resolves once virsh answers again. */
+  restart(): Promise<void>;
+}
+
+/** Why the hook cannot be tested here, or undefined. */
+export function hookUnavailable(): string | undefined {
+  if (pidsOf('libvirtd').length > 0) return 'a libvirtd this test did not start is running: its hooks cannot be changed';
+  return undefined;
+}
+
+export async function startLibvirtd(t: Teardown, options: { readonly hook?: string } = {}): Promise<Libvirtd> {
+  fixKvmPermissions(t);
+  if (options.hook !== undefined) installHook(t, options.hook);
+  const started: number[] = [];
+  const start = (name: string): void => {
+    if (pidsOf(name).length > 0) return;
+    // detached: its own session (setsid), so it outlives nothing of this test's terminal.
+    const child = spawn(name, [], { detached: true, stdio: 'ignore' });
+    child.unref();
+    started.push(child.pid ?? 0);
+  };
+  const answering = (): Promise<void> => until(() => spawnSync('virsh', [...VIRSH, 'version'], { stdio: 'ignore' }).status === 0, 30_000, () => 'virsh version answering');
+  t.teardown(async () => {
+    // Only what this test started; a libvirtd that was running stays.
+    for (const name of ['libvirtd', 'virtlogd']) for (const pid of pidsOf(name)) if (started.includes(pid)) process.kill(pid, 'SIGTERM');
+    await until(() => started.every(isGone), 10_000, () => 'libvirtd/virtlogd stopping');
+  });
+  const ours = pidsOf('libvirtd').length === 0;
+  start('virtlogd');
+  start('libvirtd');
+  await answering();
+  return {
+    ours,
+    async restart(): Promise<void> {
+      const [pid] = pidsOf('libvirtd');
+      if (pid === undefined || !started.includes(pid)) throw new Error('restart: libvirtd is not this test\'s');
+      process.kill(pid, 'SIGTERM');
+      await until(() => isGone(pid), 20_000, () => `libvirtd ${pid} stopping`);
+      start('libvirtd');
+      await answering();
+    },
+  };
+}
+
+function fixKvmPermissions(t: Teardown): void {
+  const kvm = statSync('/dev/kvm', { throwIfNoEntry: false });
+  if (kvm === undefined || kvm.uid !== 0 || kvm.gid !== 0 || (kvm.mode & 0o777) !== 0o600) return;
+  chownSync('/dev/kvm', 0, gidOf('kvm'));
+  chmodSync('/dev/kvm', 0o660);
+  t.teardown(() => {
+    chownSync('/dev/kvm', kvm.uid, kvm.gid);
+    chmodSync('/dev/kvm', kvm.mode & 0o7777);
+  });
+}
+
+/** Installs `text` as libvirt's QEMU hook; what was there (if anything) comes back in teardown. */
+function installHook(t: Teardown, text: string): void {
+  const backup = `${HOOK_PATH}.hostinfo-test-${process.pid}`;
+  const had = existsSync(HOOK_PATH);
+  const madeDir = !existsSync(dirname(HOOK_PATH));
+  mkdirSync(dirname(HOOK_PATH), { recursive: true });
+  if (had) copyFileSync(HOOK_PATH, backup);
+  writeFileSync(`${HOOK_PATH}.new`, text, { mode: 0o755 });
+  renameSync(`${HOOK_PATH}.new`, HOOK_PATH);
+  t.teardown(() => {
+    if (had) renameSync(backup, HOOK_PATH);
+    else rmSync(HOOK_PATH, { force: true });
+    if (madeDir) rmSync(dirname(HOOK_PATH), { recursive: true, force: true });
+  });
+}
