@@ -45,7 +45,7 @@ async function attached(tap: Tap, site: Site, name: string): Promise<{ pid: numb
 
 t.test('attach: served until QEMU exits, without QMP', async (t) => {
   const site = await makeSite(t, { policy: POLICY, interval: 0.1 });
-  await startDaemon(t, site);
+  const first = await startDaemon(t, site);
   const { pid, guest, socket } = await attached(t, site, 'web1');
   const run = ctl(site, ['attach', '--pid', String(pid), '--guest-socket', socket, '--name', 'web1', '--uuid', '0b7e6f52-1c1e-4b8e-9f0e-5a3c1d2e4f60']);
   t.equal(run.status, 0, `attach exits 0: ${run.stderr}`);
@@ -80,6 +80,12 @@ t.test('attach: served until QEMU exits, without QMP', async (t) => {
   t.match(table.stdout, new RegExp(`\\nweb1\\s+web1\\s+${pid}\\s+/dev/ttyS1 \\(attached\\)\\s+1000/0\\.001s\\s+\\d+/0/0/1\\s`), 'one row: 200s, no 403 or 429, one error (the 503)');
   const one = ctl(site, ['status', String(pid), '--json']);
   t.match(JSON.parse(one.stdout), { id: 'web1', attached: true }, 'status VM finds it by QEMU pid too');
+
+  // The attachment is the daemon's own VM directory: a restarted daemon serves the VM again.
+  await first.kill('SIGTERM');
+  await startDaemon(t, site);
+  await guest.connected(2);
+  t.match(await guest.ask('physcpus'), /^1\.0 200 \d+$/, 'a restarted hostinfod adopted the attached VM again');
 
   process.kill(pid, 'SIGKILL');
   await pollStatus(site, 'web1 gone', (reply) => (vmStatus(reply, 'web1') === undefined ? true : undefined));
