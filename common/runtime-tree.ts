@@ -3,11 +3,18 @@
 // checked: no symlink is followed, every directory must belong to the expected owner and be
 // writable by nobody else (the one exception, vms/ with a configured group, is sticky).
 //
-//   <runtime_dir>/                 0700, 0750 with group     the daemon's user
-//   <runtime_dir>/hostinfod.sock   0600                      control socket (status)
+//   <runtime_dir>/                 0700; 0750 of `group`     the daemon's user
+//                                  or `admin_group`; 0751
+//                                  of `group` with both
+//   <runtime_dir>/hostinfod.sock   0600, 0660 of admin_group control socket (hostinfo-ctl)
 //   <runtime_dir>/vms/             0700, 1770 with group     launchers add one directory per VM
 //   <runtime_dir>/vms/<vm>/        0700                      the launcher's user: vm.json, sockets
 //   <runtime_dir>/logs/            0700                      daemon and sidecar logs
+//
+// A directory has one group. With both groups set and different, the runtime directory stays
+// `group`'s (launchers list vms/ through it) and everyone else gets search (x) only, no listing:
+// admins reach the socket by its name, whose own mode (0660 of admin_group; Linux checks it on
+// connect) is then what keeps others out, as vms/ (1770 of group) and logs/ (0700) keep theirs.
 
 import { chmodSync, chownSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
@@ -29,9 +36,19 @@ export class RuntimeTreeError extends CodedError<RuntimeTreeErrorCode> {
 export interface TreeAccess {
   /** Group allowed into the runtime directory and to add VM directories; undefined: owner only. */
   readonly gid: number | undefined;
+  /** Group allowed to use the control socket (admin_group); undefined: the daemon's user only. */
+  readonly adminGid?: number | undefined;
 }
 
-export const runtimeDirMode = (access: TreeAccess): number => (access.gid === undefined ? 0o700 : 0o750);
+/** The runtime directory's group: the VM group's if any (vms/ is reached through it), else the admins'. */
+export const runtimeDirGroup = (access: TreeAccess): number | undefined => access.gid ?? access.adminGid;
+
+export function runtimeDirMode(access: TreeAccess): number {
+  if (access.gid === undefined && access.adminGid === undefined) return 0o700;
+  return access.adminGid === undefined || access.gid === undefined || access.adminGid === access.gid ? 0o750 : 0o751;
+}
+/** The control socket: 0660 of admin_group when one is set (listenExclusive applies it). */
+export const controlSocketMode = (access: TreeAccess): number => (access.adminGid === undefined ? 0o600 : 0o660);
 export const vmsDirMode = (access: TreeAccess): number => (access.gid === undefined ? 0o700 : 0o1770);
 
 const octal = (mode: number): string => (mode & 0o7777).toString(8).padStart(4, '0');
@@ -105,7 +122,7 @@ export function prepareRuntimeTree(runtimeDir: string, access: TreeAccess, uid =
       throw new RuntimeTreeError('RUNTIME_DIR_UNCREATABLE', `cannot create ${runtimeDir}: ${(error as Error).message}`);
     }
   }
-  ensureDir(runtimeDir, uid, runtimeDirMode(access), access.gid);
+  ensureDir(runtimeDir, uid, runtimeDirMode(access), runtimeDirGroup(access));
   ensureDir(join(runtimeDir, VMS_DIR), uid, vmsDirMode(access), access.gid);
   ensureDir(join(runtimeDir, LOGS_DIR), uid, 0o700, undefined);
 }

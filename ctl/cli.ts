@@ -17,9 +17,18 @@ export const EXIT_PERMISSION = 4;
 export const USAGE = `Usage: hostinfo-ctl [--config FILE] [--runtime-dir DIR] VERB [ARGS] [--json]
 
 Administers the running hostinfod through its control socket (<runtime_dir>/hostinfod.sock, for
-the daemon's user only).
+the daemon's user and, with admin_group in hostinfo.toml, that group's members). check reads files
+only and needs no daemon.
 
 Verbs:
+  check [FILE...] [--json]
+                         validate the host config and every policy (*.toml) in its policy_dir,
+                         with the daemon's own parsers, touching nothing that runs; or only the
+                         FILEs named: a FILE that is the host config (the one --config names) is
+                         checked as one, any other as a policy. Prints each error as
+                         FILE[:LINE]: key "KEY": ... expected ...: received ..., then
+                         "N files checked, M errors"; exits 1 if any is invalid. For
+                         hostinfo-ctl check && systemctl reload hostinfod
   status [VM] [--json]   the daemon and one row per VM (or just VM: id, name, uuid or QEMU pid):
                          QEMU pid, transport and guest device, access decision and why, items,
                          rate, requests by status, dropped bytes, sidecar restarts
@@ -33,6 +42,18 @@ Verbs:
                          --qmp-socket, name and uuid are what you give, vCPU threads are found by
                          their names (QEMU's -name ...,debug-threads=on), hypervisor answers 503.
   detach VM [--json]     stop serving an attached VM (id, name, uuid or QEMU pid)
+  explain VM [--json]    which policy file applies to VM (id, name, uuid or QEMU pid) and why:
+                         every candidate (<uuid>.toml, <name>.toml, default.toml) and whether it
+                         exists, the effective items, interval and burst, the host switch, read
+                         now from the files with the daemon's lookup; and the daemon's current
+                         decision, flagged when the two differ (hostinfo-ctl reload applies the
+                         files)
+  metrics                the daemon's Prometheus metrics now, the text [metrics] textfile holds
+  query VM REQUEST... [--json]
+                         the reply VM's guest would get to REQUEST (e.g. physcpus, or
+                         PING "x") right now, computed by its sidecar without taking a token
+                         (so a 429 means the guest is rate-limited now); marked query in the
+                         audit, not counted in the VM's requests
   hook libvirt [--root DIR] -- NAME OPERATION SUB-OPERATION EXTRA
                          for /etc/libvirt/hooks/qemu (domain XML on stdin): attaches the
                          domain's hostinfo ports on "started" and "reconnect", detaches on
@@ -46,10 +67,12 @@ Verbs:
 
   --config FILE        host config (default: $HOSTINFO_CONFIG, else /etc/hostinfo/hostinfo.toml)
   --runtime-dir DIR    runtime directory (default: $HOSTINFO_RUNTIME_DIR, else runtime_dir of the config)
-  --json               one JSON object on stdout instead of text (status, reload, attach, detach)
+  --json               one JSON object on stdout instead of text (status, reload, attach, detach,
+                       check, explain)
   --help, --version
 
-Exit status: 0 done, 1 refused or failed, 2 bad usage, 3 no hostinfod answers, 4 permission denied.
+Exit status: 0 done (check: every file valid), 1 refused or failed (check: an invalid file), 2 bad
+usage, 3 no hostinfod answers, 4 permission denied.
 `;
 
 export interface Location {
@@ -66,6 +89,10 @@ export type Command =
   | { readonly verb: 'reload'; readonly json: boolean }
   | { readonly verb: 'attach'; readonly spec: AttachFlags; readonly json: boolean }
   | { readonly verb: 'detach'; readonly vm: string; readonly json: boolean }
+  | { readonly verb: 'check'; readonly files: readonly string[]; readonly json: boolean }
+  | { readonly verb: 'explain'; readonly vm: string; readonly json: boolean }
+  | { readonly verb: 'metrics' }
+  | { readonly verb: 'query'; readonly vm: string; readonly line: string; readonly json: boolean }
   | { readonly verb: 'hook'; readonly manager: 'libvirt' | 'proxmox'; readonly args: readonly string[]; readonly serial: number; readonly root: string };
 
 export type ParsedCommand = { readonly ok: true; readonly command: Command; readonly location: Location } | { readonly ok: false; readonly message: string };
@@ -85,8 +112,13 @@ const VERB_FLAGS: Readonly<Record<string, readonly Flag[]>> = {
   reload: ['json'],
   attach: ['json', 'pid', 'guest-socket', 'transport', 'name', 'uuid', 'qmp-socket', 'guest-device'],
   detach: ['json'],
+  query: ['json'],
+  check: ['json'],
+  explain: ['json'],
+  metrics: [],
   hook: ['serial', 'root'],
 };
+const VERBS = 'status, check, explain, metrics, query, reload, attach, detach or hook';
 
 const usage = (message: string): ParsedCommand => ({ ok: false, message });
 
@@ -99,9 +131,9 @@ export function parseCtlArgs(argv: readonly string[]): ParsedCommand {
   if (values.help === true) return { ok: true, command: { verb: 'help' }, location };
   if (values.version === true) return { ok: true, command: { verb: 'version' }, location };
   const [verb, ...operands] = positionals;
-  if (verb === undefined) return usage('a verb is needed: status, reload, attach, detach or hook');
-  const allowed = VERB_FLAGS[verb];
-  if (allowed === undefined) return usage(`unknown verb ${JSON.stringify(verb)}: status, reload, attach, detach or hook`);
+  if (verb === undefined) return usage(`a verb is needed: ${VERBS}`);
+  const allowed = Object.hasOwn(VERB_FLAGS, verb) ? VERB_FLAGS[verb] : undefined;
+  if (allowed === undefined) return usage(`unknown verb ${JSON.stringify(verb)}: ${VERBS}`);
   const stray = (Object.keys(values) as Flag[]).find((flag) => !COMMON.includes(flag) && !allowed.includes(flag));
   if (stray !== undefined) return usage(`${verb} does not take --${stray}`);
   const json = values.json === true;
@@ -119,8 +151,20 @@ function commandOf(verb: string, operands: readonly string[], values: Values, js
       return operands.length > 0 ? 'reload takes no operand' : { verb, json };
     case 'detach':
       return operands.length !== 1 || operands[0] === undefined ? 'detach takes one VM: its id, name, uuid or QEMU pid' : { verb, vm: operands[0], json };
+    case 'query': {
+      const [vm, ...words] = operands;
+      const line = words.join(' ');
+      if (vm === undefined || words.length === 0) return 'query takes a VM and the request its guest would send (e.g. physcpus)';
+      return /^[\x20-\x7e]{1,255}$/.test(line) ? { verb, vm, line, json } : 'query: the request must be printable ASCII of at most 255 characters';
+    }
     case 'attach':
       return operands.length > 0 ? `attach takes flags only, not ${JSON.stringify(operands[0])}` : attachOf(values, json);
+    case 'check':
+      return operands.includes('') ? 'check takes file paths, not an empty one' : { verb, files: operands, json };
+    case 'explain':
+      return operands.length !== 1 || operands[0] === undefined ? 'explain takes one VM: its id, name, uuid or QEMU pid' : { verb, vm: operands[0], json };
+    case 'metrics':
+      return operands.length > 0 ? 'metrics takes no operand' : { verb };
     default:
       return hookOf(operands, values);
   }

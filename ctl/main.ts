@@ -7,12 +7,15 @@ import { closeInheritedFds } from '../common/inherited-fds.js';
 import { CONTROL_SOCKET } from '../common/runtime-tree.js';
 import { HOSTINFO_VERSION } from '../common/version.js';
 import { ControlError, controlRequest } from '../daemon/control-client.js';
-import { loadHostConfig } from '../policies/host-config.js';
+import { renderMetrics } from '../daemon/metrics/prometheus-text.js';
+import { loadHostConfig, type ConfigEnvironment, type HostConfig } from '../policies/host-config.js';
+import { checkFiles, checkJson, checkText } from './check.js';
 import { EXIT_FAILED, EXIT_NO_DAEMON, EXIT_OK, EXIT_PERMISSION, EXIT_USAGE, USAGE, parseCtlArgs, type Command, type Location } from './cli.js';
 import { libvirtHookAction, LIBVIRT_QEMU_RUN_DIR } from './hooks/libvirt.js';
 import type { HookAction } from './hooks/actions.js';
 import { proxmoxHookAction } from './hooks/proxmox.js';
 import { MAX_XML_BYTES } from './hooks/xml-tree.js';
+import { explainText, explainVm } from './explain.js';
 import { findVm, statusTable, vmDetails } from './status-view.js';
 import { reloadReport } from './reload-view.js';
 
@@ -21,27 +24,41 @@ const print = (text: string): number => (process.stdout.write(text), EXIT_OK);
 const err = (text: string): void => void process.stderr.write(`hostinfo-ctl: ${text}\n`);
 const asJson = (value: unknown): string => `${JSON.stringify(value)}\n`;
 
+const environment = (): ConfigEnvironment => ({ env: process.env, uid: process.geteuid?.() ?? 0, cwd: process.cwd() });
+
+interface Target {
+  readonly config: HostConfig;
+  readonly socket: string;
+}
+
+async function targetOf(location: Location): Promise<Target> {
+  const config = await loadHostConfig(location, environment());
+  return { config, socket: join(config.runtimeDir, CONTROL_SOCKET) };
+}
+
 async function socketOf(location: Location): Promise<string> {
-  const config = await loadHostConfig(location, { env: process.env, uid: process.geteuid?.() ?? 0, cwd: process.cwd() });
-  return join(config.runtimeDir, CONTROL_SOCKET);
+  return (await targetOf(location)).socket;
 }
 
 /** Why the socket could not be used, as an exit status and one line. */
-function failure(error: unknown, socket: string): number {
+function failure(error: unknown, { socket, config }: Target): number {
   const code = (error as { code?: unknown }).code;
   if (code === 'ENOENT' || code === 'ECONNREFUSED') {
     err(`no hostinfod answers on ${socket} (${code}); start it (hostinfod, or systemctl start hostinfod), or point --config/--runtime-dir at the one you run`);
     return EXIT_NO_DAEMON;
   }
   if (code === 'EACCES' || code === 'EPERM') {
-    err(`permission denied on ${socket}: the control socket is for the daemon's user (uid ${process.geteuid?.()} is not it); run this as that user, e.g. with sudo`);
+    const uid = process.geteuid?.();
+    err(config.adminGroup === undefined
+      ? `permission denied on ${socket}: the control socket is for the daemon's user (uid ${uid} is not it); run this as that user, e.g. with sudo (admin_group in ${config.file ?? 'hostinfo.toml'} opens it to a group)`
+      : `permission denied on ${socket}: the control socket is for the daemon's user and members of group ${config.adminGroup} (uid ${uid} is neither, or joined the group after logging in); run this as one of them, e.g. with sudo`);
     return EXIT_PERMISSION;
   }
   err(error instanceof ControlError ? `${error.message} (${error.code})` : (error as Error).message);
   return EXIT_FAILED;
 }
 
-async function run(command: Command, socket: string): Promise<number> {
+async function run(command: Command, { socket, config }: Target): Promise<number> {
   switch (command.verb) {
     case 'status': {
       const status = await controlRequest(socket, { type: 'status' });
@@ -52,6 +69,17 @@ async function run(command: Command, socket: string): Promise<number> {
       err(`no VM ${JSON.stringify(command.vm)} is registered (hostinfo-ctl status lists them)`);
       return EXIT_FAILED;
     }
+    case 'explain': {
+      const vm = findVm(await controlRequest(socket, { type: 'status' }), command.vm);
+      if (vm === undefined) {
+        err(`no VM ${JSON.stringify(command.vm)} is registered (hostinfo-ctl status lists them)`);
+        return EXIT_FAILED;
+      }
+      const explanation = await explainVm(config, vm);
+      return print(command.json ? asJson(explanation) : explainText(explanation));
+    }
+    case 'metrics':
+      return print(renderMetrics(await controlRequest(socket, { type: 'status' }), Date.now()));
     case 'reload': {
       const reply = await controlRequest(socket, { type: 'reload' });
       return print(command.json ? asJson(reply) : reloadReport(reply));
@@ -63,6 +91,10 @@ async function run(command: Command, socket: string): Promise<number> {
     case 'detach': {
       const reply = await controlRequest(socket, { type: 'detach', vm: command.vm });
       return print(command.json ? asJson(reply) : `detached: ${reply.id}\n`);
+    }
+    case 'query': {
+      const reply = await controlRequest(socket, { type: 'query', vm: command.vm, line: command.line });
+      return print(command.json ? asJson(reply) : `${reply.reply}\n`);
     }
     default:
       return EXIT_USAGE;
@@ -131,17 +163,22 @@ async function main(): Promise<number> {
   if (command.verb === 'help') return print(USAGE);
   if (command.verb === 'version') return print(`hostinfo-ctl ${HOSTINFO_VERSION}\n`);
   if (command.verb === 'hook') return runHook(command, location);
-  let socket: string;
+  if (command.verb === 'check') {
+    const report = await checkFiles(location, environment(), command.files);
+    process.stdout.write(command.json ? asJson(checkJson(report)) : checkText(report));
+    return report.errors.length === 0 ? EXIT_OK : EXIT_FAILED;
+  }
+  let target: Target;
   try {
-    socket = await socketOf(location);
+    target = await targetOf(location);
   } catch (error) {
     err((error as Error).message);
     return EXIT_FAILED;
   }
   try {
-    return await run(command, socket);
+    return await run(command, target);
   } catch (error) {
-    return failure(error, socket);
+    return failure(error, target);
   }
 }
 

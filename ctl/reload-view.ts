@@ -4,7 +4,8 @@ import type { AccessSummary, ControlReply } from '../daemon/control-messages.js'
 
 type Reloaded = Extract<ControlReply, { type: 'reloaded' }>;
 
-const describe = (access: AccessSummary): string =>
+/** One VM's access in a line (hostinfo-ctl explain uses it too). */
+export const describe = (access: AccessSummary): string =>
   access.served
     ? `served by ${access.file ?? '?'}: ${access.items.join(' ') || 'no items'}; burst ${access.limit?.burst}, every ${(access.limit?.intervalMs ?? 0) / 1000}s`
     : `not served: ${access.reason ?? 'unknown'}`;

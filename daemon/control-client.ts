@@ -18,10 +18,12 @@ type Request =
   | { readonly type: 'status' }
   | { readonly type: 'reload' }
   | { readonly type: 'attach'; readonly vm: Omit<AttachSpec, 'guestDevice'> & { readonly guestDevice?: string | undefined } }
-  | { readonly type: 'detach'; readonly vm: string };
-type ReplyOf<R extends Request> = Extract<ControlReply, { type: { status: 'status'; reload: 'reloaded'; attach: 'attached'; detach: 'detached' }[R['type']] }>;
+  | { readonly type: 'detach'; readonly vm: string }
+  | { readonly type: 'query'; readonly vm: string; readonly line: string };
 
-const REPLY_TYPE = { status: 'status', reload: 'reloaded', attach: 'attached', detach: 'detached' } as const;
+/** The reply type each request is answered with. */
+const REPLY_TYPE = { status: 'status', reload: 'reloaded', attach: 'attached', detach: 'detached', query: 'queried' } as const;
+type ReplyOf<R extends Request> = Extract<ControlReply, { type: (typeof REPLY_TYPE)[R['type']] }>;
 
 export function controlRequest<R extends Request>(socketPath: string, request: R, timeoutMs = DEFAULT_CONTROL_TIMEOUT_MS): Promise<ReplyOf<R>> {
   return new Promise((resolve, reject) => {

@@ -5,7 +5,7 @@
 import { isCount, isPlainObject } from '../common/json-checks.js';
 import { checkSocketPath, MAX_VM_NAME_LENGTH, MAX_VM_UUID_LENGTH, type Transport } from '../common/vm-record.js';
 import { DAEMON_PROTOCOL, MAX_CLIENT_MESSAGE_BYTES, ProtocolError, type ProtocolErrorCode, negotiate, readEnvelope } from './messages.js';
-import type { StatusReply } from './message-types.js';
+import { MAX_QUERY_LINE, type StatusReply } from './message-types.js';
 
 /** Longest guest device name: /dev/ttyS<N> or a virtio port name (QEMU allows any string). */
 export const MAX_GUEST_DEVICE_LENGTH = 64;
@@ -30,7 +30,9 @@ export type ControlRequest =
   | { readonly v: number; readonly type: 'reload' }
   | { readonly v: number; readonly type: 'attach'; readonly vm: AttachSpec }
   /** `vm`: a VM's directory id, its name, or its QEMU pid in decimal. */
-  | { readonly v: number; readonly type: 'detach'; readonly vm: string };
+  | { readonly v: number; readonly type: 'detach'; readonly vm: string }
+  /** The reply VM's guest would get to `line` now, without taking its token. */
+  | { readonly v: number; readonly type: 'query'; readonly vm: string; readonly line: string };
 
 /** A VM's access decision as a person compares it before and after a reload. */
 export interface AccessSummary {
@@ -51,6 +53,7 @@ export type ControlReply =
   | StatusReply
   | { readonly v: number; readonly type: 'attached'; readonly id: string; readonly already: boolean }
   | { readonly v: number; readonly type: 'detached'; readonly id: string }
+  | { readonly v: number; readonly type: 'queried'; readonly id: string; readonly reply: string }
   | { readonly v: number; readonly type: 'reloaded'; readonly config: string | null; readonly vms: readonly ReloadChange[] };
 
 type Parsed<T> = { ok: true; message: T } | { ok: false; error: ProtocolError };
@@ -74,13 +77,17 @@ export function parseControlMessage(text: string): Parsed<ControlRequest> {
       const spec = attachSpecOf(raw['vm']);
       return typeof spec === 'string' ? fail('INVALID_MESSAGE', `attach: ${spec}`) : { ok: true, message: { v, type, vm: spec } };
     }
-    case 'detach': {
+    case 'detach':
+    case 'query': {
       const vm = raw['vm'];
-      if (!(typeof vm === 'string' && vm.length > 0 && vm.length <= MAX_VM_NAME_LENGTH)) return fail('INVALID_MESSAGE', 'detach: vm must be a VM id, name or pid');
-      return { ok: true, message: { v, type, vm } };
+      if (!(typeof vm === 'string' && vm.length > 0 && vm.length <= MAX_VM_NAME_LENGTH)) return fail('INVALID_MESSAGE', `${type}: vm must be a VM id, name or pid`);
+      if (type === 'detach') return { ok: true, message: { v, type, vm } };
+      const line = raw['line'];
+      if (!(typeof line === 'string' && /^[\x20-\x7e]{1,255}$/.test(line))) return fail('INVALID_MESSAGE', `query: line must be one guest request, printable ASCII of at most ${MAX_QUERY_LINE}`);
+      return { ok: true, message: { v, type, vm, line } };
     }
     default:
-      return fail('NOT_ALLOWED', `the control socket answers status, reload, attach and detach, not ${JSON.stringify(type).slice(0, 40)}`);
+      return fail('NOT_ALLOWED', `the control socket answers status, reload, attach, detach and query, not ${JSON.stringify(type).slice(0, 40)}`);
   }
 }
 

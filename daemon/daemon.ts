@@ -4,7 +4,7 @@
 
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { CONTROL_SOCKET, prepareRuntimeTree } from '../common/runtime-tree.js';
+import { CONTROL_SOCKET, controlSocketMode, prepareRuntimeTree } from '../common/runtime-tree.js';
 import { HOSTINFO_VERSION } from '../common/version.js';
 import type { HostConfig } from '../policies/host-config.js';
 import { attachVm } from './attach.js';
@@ -28,6 +28,8 @@ export interface DaemonOptions {
   readonly loadConfig: () => Promise<HostConfig>;
   /** Group allowed into the runtime directory (to register VMs); undefined: owner only. */
   readonly gid: number | undefined;
+  /** admin_group's gid: may use the control socket (0660); undefined: the daemon's user only. */
+  readonly adminGid?: number | undefined;
   readonly intervalMs: number;
   readonly procRoot?: string;
   readonly inventory?: InventorySources;
@@ -70,10 +72,11 @@ export class HostDaemon {
   /** Resolves once the control socket accepts connections, the first sample is out and vms/ is read. */
   static async start(options: DaemonOptions): Promise<HostDaemon> {
     const daemon = new HostDaemon(options);
-    prepareRuntimeTree(options.config.runtimeDir, { gid: options.gid });
+    const access = { gid: options.gid, adminGid: options.adminGid };
+    prepareRuntimeTree(options.config.runtimeDir, access);
     // systeminformation takes a few hundred ms; that overlaps with taking the socket.
     const inventory = loadStaticInventory(options.inventory ?? SYSTEM_SOURCES);
-    await listenExclusive(daemon.server.control, daemon.socketPath, { mode: 0o600, gid: undefined, log: daemon.#log });
+    await listenExclusive(daemon.server.control, daemon.socketPath, { mode: controlSocketMode(access), gid: options.adminGid, log: daemon.#log });
     daemon.#log.info({ event: 'listening', socket: daemon.socketPath, intervalMs: options.intervalMs }, 'hostinfod serving');
     daemon.#sampler.setInventory(await inventory);
     daemon.#sampleNow();
@@ -122,6 +125,12 @@ export class HostDaemon {
       }
       case 'detach':
         return { v: request.v, type: 'detached', id: await this.fleet.detach(request.vm) };
+      case 'query': {
+        const keeper = this.fleet.find(request.vm);
+        const reply = await this.server.query(keeper, request.line);
+        this.#log.info({ event: 'query', vm: keeper.id, line: request.line, reply });
+        return { v: request.v, type: 'queried', id: keeper.id, reply };
+      }
     }
   }
 

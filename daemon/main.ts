@@ -10,7 +10,7 @@ import { loadHostConfig } from '../policies/host-config.js';
 import { USAGE, parseFlags } from './cli.js';
 import { HostDaemon } from './daemon.js';
 import { DaemonError } from './errors.js';
-import { resolveGroup } from './group.js';
+import { configGroupIds } from './group.js';
 
 const EXIT_ERROR = 1;
 const EXIT_USAGE = 2;
@@ -52,15 +52,17 @@ async function main(): Promise<void> {
   process.on('SIGHUP', reload);
   try {
     const config = await loadConfig();
-    const gid = config.group === undefined ? undefined : resolveGroup(config.group);
+    // Both read once, at start: the runtime tree and the socket keep them until a restart.
+    const { gid, adminGid } = configGroupIds(config);
     if (flags.logFile) {
-      prepareRuntimeTree(config.runtimeDir, { gid });
+      prepareRuntimeTree(config.runtimeDir, { gid, adminGid });
       log = pino({ base: { name: 'hostinfod', pid: process.pid } }, pino.destination({ fd: openLogNoFollow(join(config.runtimeDir, LOGS_DIR, 'hostinfod.log')), sync: true }));
     }
     daemon = await HostDaemon.start({
       config,
       loadConfig,
       gid,
+      adminGid,
       intervalMs: (flags.intervalSeconds ?? config.cache.intervalSeconds) * 1000,
       log,
     });

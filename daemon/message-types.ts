@@ -51,12 +51,29 @@ export interface AccessMessage {
   readonly guest: { readonly linesPerSecond: number; readonly bytesPerSecond: number };
 }
 
-/** `qmp` null: the VM was attached without a QMP socket, so the sidecar learnt nothing from QEMU. */
-export interface HelloMessage { readonly v: number; readonly type: 'hello'; readonly qmp: { readonly name: string | null; readonly uuid: string | null; readonly version: string } | null }
+/**
+ * `qmp` null: the VM was attached without a QMP socket, so the sidecar learnt nothing from QEMU.
+ * `features`: what this sidecar understands beyond the version's base (['query']); absent from an
+ * older one, which the daemon then never sends such frames.
+ */
+export interface HelloMessage {
+  readonly v: number;
+  readonly type: 'hello';
+  readonly qmp: { readonly name: string | null; readonly uuid: string | null; readonly version: string } | null;
+  readonly features: readonly SidecarFeature[];
+}
+export const SIDECAR_FEATURES = ['query'] as const;
+export type SidecarFeature = (typeof SIDECAR_FEATURES)[number];
+/** hostinfo-ctl query: the reply the guest would get to `line` now, its token untouched. */
+export interface QueryMessage { readonly v: number; readonly type: 'query'; readonly id: number; readonly line: string }
+export interface QueryReplyMessage { readonly v: number; readonly type: 'query-reply'; readonly id: number; readonly reply: string }
+/** A query line is one guest request without its LF; a reply at most one guest reply line. */
+export const MAX_QUERY_LINE = 255;
+export const MAX_QUERY_REPLY = 1024;
 export interface CountersMessage extends VmCounters { readonly v: number; readonly type: 'counters' }
 /** A sidecar that refuses the daemon (no common version) says why before it closes. */
 export interface SidecarErrorMessage { readonly v: number; readonly type: 'error'; readonly code: string; readonly message: string }
-export type SidecarMessage = HelloMessage | CountersMessage | SidecarErrorMessage;
+export type SidecarMessage = HelloMessage | CountersMessage | QueryReplyMessage | SidecarErrorMessage;
 
 export interface SampleMessage { readonly v: number; readonly type: 'sample'; readonly seq: number; readonly takenAt: number; readonly values: PartialHostValues }
 export interface VmStatus {
@@ -92,7 +109,7 @@ export interface StatusReply {
 }
 /** `code` is a ProtocolErrorCode from this daemon; from another version, any short string. */
 export interface ErrorMessage { readonly v: number; readonly type: 'error'; readonly code: string; readonly message: string }
-export type ToSidecarMessage = AccessMessage | SampleMessage | ErrorMessage;
+export type ToSidecarMessage = AccessMessage | SampleMessage | QueryMessage | ErrorMessage;
 
 export type ProtocolErrorCode =
   | 'TOO_LARGE'

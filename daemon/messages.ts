@@ -10,7 +10,7 @@ import { isHostItemName, type HostItemName, type ItemName } from '../policies/it
 import { type HostSnapshot, type PartialHostValues, parseHostValues } from './sample.js';
 import { accessOf, checkAccess, checkCounters, checkError, checkQmpIdentity } from './message-fields.js';
 import {
-  COUNTER_KEYS, MAX_CLIENT_MESSAGE_BYTES, MAX_SERVER_MESSAGE_BYTES, type ErrorMessage, ProtocolError, type ProtocolErrorCode,
+  COUNTER_KEYS, MAX_CLIENT_MESSAGE_BYTES, MAX_QUERY_LINE, MAX_QUERY_REPLY, MAX_SERVER_MESSAGE_BYTES, SIDECAR_FEATURES, type ErrorMessage, ProtocolError, type ProtocolErrorCode,
   type SampleMessage, type SidecarMessage, type ToSidecarMessage,
 } from './message-types.js';
 
@@ -99,18 +99,25 @@ export function sidecarMessageOf(envelope: Envelope, version: number): Parsed<Si
   const raw = envelope.raw;
   switch (envelope.type) {
     case 'hello': {
+      // Features this side does not know are a newer sidecar's: ignored, like unknown keys.
+      const features = Array.isArray(raw['features']) ? SIDECAR_FEATURES.filter((feature) => (raw['features'] as unknown[]).includes(feature)) : [];
       // qmp null: a sidecar of an attached VM without a QMP socket of its own.
-      if (raw['qmp'] === null) return { ok: true, message: { v: version, type: 'hello', qmp: null } };
+      if (raw['qmp'] === null) return { ok: true, message: { v: version, type: 'hello', qmp: null, features } };
       const bad = checkQmpIdentity(raw['qmp']);
       if (bad !== undefined) return fail('INVALID_MESSAGE', `hello: ${bad}`);
       const qmp = raw['qmp'] as Record<string, unknown>;
-      return { ok: true, message: { v: version, type: 'hello', qmp: { name: qmp['name'] as string | null, uuid: qmp['uuid'] as string | null, version: qmp['version'] as string } } };
+      return { ok: true, message: { v: version, type: 'hello', qmp: { name: qmp['name'] as string | null, uuid: qmp['uuid'] as string | null, version: qmp['version'] as string }, features } };
     }
     case 'counters': {
       const bad = checkCounters(raw);
       if (bad !== undefined) return fail('INVALID_MESSAGE', `counters: ${bad}`);
       const counters = Object.fromEntries(COUNTER_KEYS.map((key) => [key, raw[key] as number])) as Record<(typeof COUNTER_KEYS)[number], number>;
       return { ok: true, message: { v: version, type: 'counters', ...counters, lastRequestAt: raw['lastRequestAt'] as number | null } };
+    }
+    case 'query-reply': {
+      const reply = raw['reply'];
+      if (!isCount(raw['id']) || !(typeof reply === 'string' && reply.length <= MAX_QUERY_REPLY)) return fail('INVALID_MESSAGE', `query-reply: id must be a count and reply a string of at most ${MAX_QUERY_REPLY}`);
+      return { ok: true, message: { v: version, type: 'query-reply', id: raw['id'] as number, reply } };
     }
     case 'error':
       return errorFrameOf(raw, version);
@@ -150,6 +157,11 @@ export function toSidecarMessageOf(envelope: Envelope, version: number): Parsed<
       const bad = checkAccess(raw);
       if (bad !== undefined) return fail('INVALID_MESSAGE', `access: ${bad}`);
       return { ok: true, message: accessOf(raw, version) };
+    }
+    case 'query': {
+      const line = raw['line'];
+      if (!isCount(raw['id']) || !(typeof line === 'string' && line.length <= MAX_QUERY_LINE && /^[\x20-\x7e]*$/.test(line))) return fail('INVALID_MESSAGE', `query: id must be a count and line printable ASCII of at most ${MAX_QUERY_LINE}`);
+      return { ok: true, message: { v: version, type: 'query', id: raw['id'] as number, line } };
     }
     case 'error':
       return errorFrameOf(raw, version);

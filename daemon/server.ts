@@ -23,6 +23,10 @@ export const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024;
 export const DEFAULT_STALL_TIMEOUT_MS = 10_000;
 
 export { CONTROL_IDLE_MS, MAX_CONTROL_CONNECTIONS, SHUTDOWN_GRACE_MS } from './control-server.js';
+/** A sidecar answers a query from what it holds: no I/O, so a second is generous. */
+export const QUERY_TIMEOUT_MS = 2_000;
+/** Queries waiting on one sidecar at once; the control socket's own bound (64) comes first anyway. */
+export const MAX_PENDING_QUERIES = 16;
 
 export interface DaemonServerOptions {
   readonly intervalMs: number;
@@ -54,6 +58,7 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
   readonly #subscribers = new Set<Subscriber>();
   readonly #options: Required<Omit<DaemonServerOptions, 'log'>> & { log: Log };
   #seq = 0;
+  #queryId = 0;
   #latest: HostSnapshot | undefined;
 
   constructor(options: DaemonServerOptions) {
@@ -100,6 +105,29 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
       this.#grant(subscriber);
       this.#sendLatest(subscriber, this.#options.now());
     }
+  }
+
+  /**
+   * What the VM's guest would be answered to `line` now, computed by its sidecar without taking a
+   * token. Rejects when the sidecar is not connected, is too old to answer, or does not within
+   * `timeoutMs`; every pending query is rejected when its connection ends.
+   */
+  query(link: SidecarLink, line: string, timeoutMs = QUERY_TIMEOUT_MS): Promise<string> {
+    const subscriber = [...this.#subscribers].find((candidate) => candidate.link === link && !candidate.closing && candidate.negotiated);
+    if (subscriber === undefined) return Promise.reject(new ProtocolError('REFUSED', `the sidecar of ${link.id} is not connected`));
+    if (!subscriber.features.includes('query')) return Promise.reject(new ProtocolError('REFUSED', `the sidecar of ${link.id} is older than hostinfo-ctl query; it answers once restarted`));
+    if (subscriber.queries.size >= MAX_PENDING_QUERIES) return Promise.reject(new ProtocolError('REFUSED', `${MAX_PENDING_QUERIES} queries to ${link.id} are already waiting`));
+    const id = ++this.#queryId;
+    return new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => settle(() => reject(new ProtocolError('REFUSED', `the sidecar of ${link.id} did not answer within ${timeoutMs} ms`))), timeoutMs);
+      const settle = (then: () => void): void => {
+        clearTimeout(timer);
+        subscriber.queries.delete(id);
+        then();
+      };
+      subscriber.queries.set(id, { resolve: (reply) => settle(() => resolve(reply)), reject: (error) => settle(() => reject(error)) });
+      subscriber.ws.send(JSON.stringify({ v: subscriber.version, type: 'query', id, line }));
+    });
   }
 
   /** Sends a sample to every subscriber; returns its sequence number. */
@@ -153,6 +181,7 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
     ws.on('message', (data, isBinary) => this.#receive(subscriber, data, isBinary));
     ws.on('close', () => {
       this.#subscribers.delete(subscriber);
+      for (const pending of subscriber.queries.values()) pending.reject(new ProtocolError('REFUSED', `the sidecar of ${link.id} disconnected`));
       link.closed();
       this.emit('disconnected', link);
     });
@@ -199,6 +228,7 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
       const resend = version !== subscriber.version;
       subscriber.negotiated = true;
       subscriber.version = version;
+      subscriber.features = message.features;
       subscriber.link.hello(message);
       // What went out before was written in a version this sidecar does not speak: again, in its.
       if (first && resend && !subscriber.closing) {
@@ -207,6 +237,9 @@ export class DaemonServer extends EventEmitter<DaemonServerEvents> {
       }
     } else if (message.type === 'counters') {
       subscriber.link.counters(message);
+    } else if (message.type === 'query-reply') {
+      // An id never asked (or already timed out) is ignored: the sidecar cannot answer for others.
+      subscriber.queries.get(message.id)?.resolve(message.reply);
     } else {
       // The sidecar refused the daemon (no common version): it closes next.
       this.#options.log.warn({ event: 'sidecar-refused', vm: subscriber.link.id, code: message.code, err: message.message });

@@ -44,8 +44,10 @@ export async function listenExclusive(server: Server, path: string, options: Lis
         resolve();
       });
     });
-    // The directory already keeps others out; the socket's own mode matches it for systems that
-    // check it too.
+    // Usually the directory already keeps others out and the socket's own mode matches it; with
+    // both `group` and `admin_group` the directory lets everyone search it (runtime-tree.ts) and
+    // this mode is what refuses them (Linux checks write permission on connect). Bound with the
+    // umask's mode (0700 under the daemon's 077) until here, so it never is wider than asked.
     if (options.gid !== undefined) chownSync(path, -1, options.gid);
     chmodSync(path, options.mode);
   } finally {

@@ -34,7 +34,8 @@ export function unsafeSocketPath(path: string, trustedUids: readonly number[]): 
       if (!trusted(stat)) return why(next, stat, 'is a symbolic link of an untrusted user');
       hops += 1;
       if (hops > MAX_SYMLINKS) return `${path}: too many symbolic links`;
-      const target = readlinkSync(next);
+      const target = readlinkOrError(next);
+      if (typeof target !== 'string') return target.problem;
       const resolved = isAbsolute(target) ? target : resolve(dirname(next), target);
       pending = [...resolved.split(sep).filter(Boolean), ...rest];
       at = '/';
@@ -56,6 +57,15 @@ export function unsafeSocketPath(path: string, trustedUids: readonly number[]): 
 /** Group- or world-writable without the sticky bit: others could rename entries in it. */
 function writableByOthers(stat: Stats): boolean {
   return (stat.mode & 0o022) !== 0 && (stat.mode & 0o1000) === 0;
+}
+
+/** The link's target, or why not (it was replaced between lstat and readlink): an answer, never a throw. */
+function readlinkOrError(path: string): string | { readonly problem: string } {
+  try {
+    return readlinkSync(path);
+  } catch (error) {
+    return { problem: `${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}` };
+  }
 }
 
 function lstatOrError(path: string): Stats | string {

@@ -5,7 +5,7 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { HostItemName } from '../policies/items.js';
-import { DAEMON_PROTOCOL, type AccessMessage, type CountersMessage, type HelloMessage } from './messages.js';
+import { DAEMON_PROTOCOL, type AccessMessage, type CountersMessage, type HelloMessage, type SidecarFeature } from './messages.js';
 
 /** The VM a sidecar connection belongs to, as the daemon (not the sidecar) knows it. */
 export interface SidecarLink {
@@ -38,6 +38,10 @@ export class Subscriber {
   version: number = DAEMON_PROTOCOL.max;
   /** The sidecar's hello has fixed `version`. */
   negotiated = false;
+  /** What the sidecar's hello said it understands beyond the base protocol. */
+  features: readonly SidecarFeature[] = [];
+  /** hostinfo-ctl queries sent and not yet answered, by id; all rejected when the connection ends. */
+  readonly queries = new Map<number, { readonly resolve: (reply: string) => void; readonly reject: (error: Error) => void }>();
 
   constructor(ws: WebSocket, link: SidecarLink) {
     this.ws = ws;

@@ -65,13 +65,18 @@ export class VmFleet {
     return [...this.#keepers.values()].find((keeper) => keeper.pid === pid || keeper.record.pid === pid);
   }
 
-  /** Stops serving an attached VM, found by its directory id, its name, or its QEMU pid. */
-  async detach(key: string): Promise<string> {
-    const keepers = [...this.#keepers.values()];
+  /** A VM by its directory id, its name, its uuid or its QEMU pid; NO_SUCH_VM otherwise. */
+  find(key: string): VmKeeper {
     const keeper = this.#keepers.get(key) ??
       (/^\d+$/.test(key) ? this.keeperOfPid(Number(key)) : undefined) ??
-      keepers.find((candidate) => candidate.record.name === key || candidate.record.uuid === key);
+      [...this.#keepers.values()].find((candidate) => candidate.record.name === key || candidate.record.uuid === key);
     if (keeper === undefined) throw new ProtocolError('NO_SUCH_VM', `no VM ${JSON.stringify(key)} is served (hostinfo-ctl status lists them)`);
+    return keeper;
+  }
+
+  /** Stops serving an attached VM. */
+  async detach(key: string): Promise<string> {
+    const keeper = this.find(key);
     if (keeper.record.attached === undefined) {
       throw new ProtocolError('REFUSED', `${keeper.id} was launched through hostinfo and is served until its QEMU exits; disable its policy to stop answering its guest`);
     }

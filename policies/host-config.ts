@@ -34,6 +34,11 @@ export interface HostConfig {
    * directory to the sticky vms/, 1770); undefined keeps everything owner-only.
    */
   readonly group: string | undefined;
+  /**
+   * Group whose members may use the control socket (hostinfo-ctl) besides the daemon's user: the
+   * socket is 0660 of this group. Optional in the type so hand-built configs need not name it.
+   */
+  readonly adminGroup?: string | undefined;
   readonly cache: { readonly intervalSeconds: number; readonly maxAgeSeconds: number };
   /** Sidecars of VMs whose runtime directory root owns run as this user, never as root. */
   readonly sidecarUser: string;
@@ -55,7 +60,7 @@ export interface ConfigOverrides {
   readonly runtimeDir?: string | undefined;
 }
 
-const TOP_LEVEL_KEYS = ['enabled', 'policy_dir', 'runtime_dir', 'group', 'sidecar_user', 'cache', 'guest', 'metrics'] as const;
+const TOP_LEVEL_KEYS = ['enabled', 'policy_dir', 'runtime_dir', 'group', 'admin_group', 'sidecar_user', 'cache', 'guest', 'metrics'] as const;
 const CACHE_KEYS = ['interval', 'max_age'] as const;
 const GUEST_KEYS = ['lines_per_second', 'bytes_per_second'] as const;
 const METRICS_KEYS = ['textfile'] as const;
@@ -80,6 +85,7 @@ export interface HostConfigFileSettings {
   readonly policyDir: string | undefined;
   readonly runtimeDir: string | undefined;
   readonly group: string | undefined;
+  readonly adminGroup: string | undefined;
   readonly cache: HostConfig['cache'];
   readonly sidecarUser: string;
   readonly guest: HostConfig['guest'];
@@ -108,6 +114,7 @@ export function parseHostConfig(text: string, file: string): HostConfigFileSetti
     policyDir: top.has('policy_dir') ? resolve(base, top.string('policy_dir', '')) : undefined,
     runtimeDir: top.has('runtime_dir') ? resolve(base, top.string('runtime_dir', '')) : undefined,
     group: top.has('group') ? top.string('group', '') : undefined,
+    adminGroup: top.has('admin_group') ? top.string('admin_group', '') : undefined,
     cache: { intervalSeconds, maxAgeSeconds },
     sidecarUser: top.has('sidecar_user') ? top.string('sidecar_user', DEFAULT_SIDECAR_USER) : DEFAULT_SIDECAR_USER,
     guest: {
@@ -134,6 +141,7 @@ const NO_FILE_SETTINGS: HostConfigFileSettings = {
   policyDir: undefined,
   runtimeDir: undefined,
   group: undefined,
+  adminGroup: undefined,
   cache: { intervalSeconds: DEFAULT_CACHE_INTERVAL_SECONDS, maxAgeSeconds: DEFAULT_MAX_AGE_SECONDS },
   sidecarUser: DEFAULT_SIDECAR_USER,
   guest: { linesPerSecond: DEFAULT_GUEST_LINES_PER_SECOND, bytesPerSecond: DEFAULT_GUEST_BYTES_PER_SECOND },
@@ -169,6 +177,7 @@ export async function loadHostConfig(overrides: ConfigOverrides, environment: Co
     policyDir,
     runtimeDir,
     group: settings.group,
+    adminGroup: settings.adminGroup,
     cache: settings.cache,
     sidecarUser: settings.sidecarUser,
     guest: settings.guest,

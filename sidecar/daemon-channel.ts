@@ -13,7 +13,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
 import {
-  type AccessMessage, DAEMON_PROTOCOL, type ErrorMessage, type HelloMessage, MAX_SERVER_MESSAGE_BYTES,
+  type AccessMessage, DAEMON_PROTOCOL, type ErrorMessage, type HelloMessage, MAX_SERVER_MESSAGE_BYTES, SIDECAR_FEATURES,
   type VmCounters, negotiate, readEnvelope, toSidecarMessageOf,
 } from '../daemon/messages.js';
 import type { HostSnapshot } from '../daemon/sample.js';
@@ -28,6 +28,8 @@ export interface DaemonChannelEvents {
   open: [];
   access: [access: AccessMessage];
   sample: [sample: ReceivedSample];
+  /** hostinfo-ctl query: answer with answerQuery(id, reply). */
+  query: [id: number, line: string];
   /** The daemon refused something this side sent; it closes the channel next. */
   refused: [error: ErrorMessage];
   /** Something the daemon sent failed validation; the channel is dropped. */
@@ -107,6 +109,8 @@ export class DaemonChannel extends EventEmitter<DaemonChannelEvents> {
         this.#seq = message.seq;
         this.#latest = { seq: message.seq, snapshot: { takenAt: message.takenAt, values: message.values } };
         this.emit('sample', this.#latest);
+      } else if (message.type === 'query') {
+        this.emit('query', message.id, message.line);
       } else {
         this.emit('refused', message);
       }
@@ -164,7 +168,12 @@ export class DaemonChannel extends EventEmitter<DaemonChannelEvents> {
   }
 
   hello(qmp: HelloMessage['qmp']): void {
-    this.#send((v) => ({ v, ...(this.#announced ? { range: DAEMON_PROTOCOL } : {}), type: 'hello', qmp }));
+    // An old daemon (no range announced) refuses keys it does not know: it gets neither.
+    this.#send((v) => ({ v, ...(this.#announced ? { range: DAEMON_PROTOCOL, features: SIDECAR_FEATURES } : {}), type: 'hello', qmp }));
+  }
+
+  answerQuery(id: number, reply: string): void {
+    this.#send((v) => ({ v, type: 'query-reply', id, reply }));
   }
 
   reportCounters(counters: VmCounters): void {

@@ -16,7 +16,7 @@ import { accessOf, type DaemonChannel } from './daemon-channel.js';
 import { GuestPort } from './guest-port.js';
 import type { GuestFrame } from './protocol/line-decoder.js';
 import { QmpClient, QmpConnectError, queryCpusFast, queryName, queryUuid, queryVersion, type QmpConnectedSocket, type QmpEvent } from './qmp/index.js';
-import { handleGuestFrame, type HeldSample, type VmFacts } from './request-handler.js';
+import { handleGuestFrame, type HeldSample, type RequestContext, type VmFacts } from './request-handler.js';
 import { runDelayMeter } from './vcpu-delay.js';
 import { vcpuThreadsByName } from './vcpu-threads.js';
 
@@ -119,6 +119,7 @@ export class Sidecar {
   async start(): Promise<void> {
     const { channel, log } = this.#options;
     channel.on('access', (message) => this.#onAccess(message));
+    channel.on('query', (id, line) => channel.answerQuery(id, this.#query(line)));
     // Without its channel a sidecar has nothing to serve: exit non-zero, so that a daemon that
     // still wants this VM served starts a new one, and one that is stopping does not.
     channel.on('closed', (code, reason) => void this.stop(`channel to hostinfod closed (${code} ${reason})`, 1));
@@ -234,18 +235,9 @@ export class Sidecar {
   #answer(frame: GuestFrame): string | undefined {
     const access = this.#options.channel.access;
     if (access === undefined) return undefined;
-    const now = this.#clock.monotonic();
-    const wallNow = this.#clock.wall();
-    const outcome = handleGuestFrame({
-      access: this.#access,
-      limiter: this.#limiter,
-      sample: this.#heldSample(),
-      vm: this.#vm,
-      maxAgeMs: access.maxAgeMs,
-      now,
-      wallNow,
-      version: HOSTINFO_VERSION,
-    }, frame);
+    const context = this.#requestContext(access);
+    const { now, wallNow } = context;
+    const outcome = handleGuestFrame(context, frame);
     this.#limiter = outcome.limiter;
     if (outcome.audit !== undefined) {
       // lastRequestAt is read by people (hostinfod status): epoch ms.
@@ -254,6 +246,31 @@ export class Sidecar {
       this.#audit.record(access.vm.name, outcome.audit.command, outcome.audit.status, now);
     }
     return outcome.reply;
+  }
+
+  #requestContext(access: AccessMessage): RequestContext {
+    return {
+      access: this.#access,
+      limiter: this.#limiter,
+      sample: this.#heldSample(),
+      vm: this.#vm,
+      maxAgeMs: access.maxAgeMs,
+      now: this.#clock.monotonic(),
+      wallNow: this.#clock.wall(),
+      version: HOSTINFO_VERSION,
+    };
+  }
+
+  /**
+   * hostinfo-ctl query: what the guest would be answered to `line` now. The limiter is asked but
+   * keeps its tokens, and the guest's counters are untouched; the audit line says it was a query.
+   */
+  #query(line: string): string {
+    const access = this.#options.channel.access;
+    if (access === undefined) return '';
+    const outcome = handleGuestFrame(this.#requestContext(access), { kind: 'line', bytes: Buffer.from(line, 'latin1') });
+    if (outcome.audit !== undefined) this.#options.log.info({ event: 'request', query: true, vm: access.vm.name, command: outcome.audit.command, status: outcome.audit.status });
+    return (outcome.reply ?? '').replace(/\n$/, '');
   }
 
   /** The newest sample, aged from its arrival here (never from the daemon's takenAt). */

@@ -31,13 +31,26 @@ function matchAt(pattern: RegExp, text: string, at: number): RegExpExecArray | n
 }
 const ENTITIES: Readonly<Record<string, string>> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
 
+/** XML 1.0's Char production: a character reference to anything else (NUL, a lone surrogate) is malformed. */
+const isXmlChar = (code: number): boolean =>
+  code === 0x9 || code === 0xa || code === 0xd || (code >= 0x20 && code <= 0xd7ff) || (code >= 0xe000 && code <= 0xfffd) || (code >= 0x10000 && code <= 0x10ffff);
+
 function decode(text: string): string {
-  return text.replace(/&([^;&\s]{1,10});/g, (_whole, entity: string) => {
-    const numeric = /^#(x[0-9a-fA-F]{1,6}|\d{1,7})$/.exec(entity);
-    const code = numeric?.[1] === undefined ? undefined : numeric[1].startsWith('x') ? parseInt(numeric[1].slice(1), 16) : Number(numeric[1]);
-    if (code !== undefined && code <= 0x10ffff) return String.fromCodePoint(code);
-    const named = ENTITIES[entity];
-    if (named === undefined) throw new XmlError('XML_MALFORMED', `unknown entity &${entity};`);
+  if (!text.includes('&')) return text;
+  // Every & must start a reference that ends in ; within a few characters: a bare & or an
+  // overlong name is malformed, not literal text.
+  return text.replace(/&([^;&]{0,10})(;?)/g, (_whole, entity: string, semicolon: string) => {
+    const reference = JSON.stringify(`&${entity}${semicolon}`);
+    if (semicolon === '') throw new XmlError('XML_MALFORMED', `${reference} is not an entity or character reference`);
+    const numeric = /^#(x[0-9a-fA-F]{1,6}|\d{1,7})$/.exec(entity)?.[1];
+    if (numeric !== undefined) {
+      const code = numeric.startsWith('x') ? parseInt(numeric.slice(1), 16) : Number(numeric);
+      if (!isXmlChar(code)) throw new XmlError('XML_MALFORMED', `${reference} is not an XML character`);
+      return String.fromCodePoint(code);
+    }
+    // Own keys only: &toString; or &__proto__; name no entity.
+    const named = Object.hasOwn(ENTITIES, entity) ? ENTITIES[entity] : undefined;
+    if (named === undefined) throw new XmlError('XML_MALFORMED', `unknown entity ${reference}`);
     return named;
   });
 }
@@ -58,10 +71,10 @@ export function parseXml(text: string): XmlElement {
     if (open === -1) break;
     at = open;
     const rest = text.slice(at, at + 9); // nine characters: enough to tell the markup apart
-    if (rest.startsWith('<!--')) at = skipPast(text, at, '-->', fail);
-    else if (rest.startsWith('<?')) at = skipPast(text, at, '?>', fail);
+    if (rest.startsWith('<!--')) at = skipPast(text, at + 4, '-->', fail);
+    else if (rest.startsWith('<?')) at = skipPast(text, at + 2, '?>', fail);
     else if (rest.startsWith('<![CDATA[')) {
-      const end = skipPast(text, at, ']]>', fail);
+      const end = skipPast(text, at + 9, ']]>', fail);
       if (top === undefined) fail('CDATA outside the root element');
       else top.text += text.slice(at + 9, end - 3);
       at = end;
@@ -95,7 +108,8 @@ function startTag(text: string, at: number, stack: XmlElement[], fail: (what: st
   const name = matchAt(NAME, text, at + 1)?.[0];
   if (name === undefined) fail('malformed start tag');
   let cursor = at + 1 + (name as string).length;
-  const attributes: Record<string, string> = {};
+  // No prototype: an attribute named __proto__ is an attribute, and a lookup of "constructor" finds nothing.
+  const attributes: Record<string, string> = Object.create(null) as Record<string, string>;
   for (;;) {
     const attribute = matchAt(ATTRIBUTE, text, cursor);
     if (attribute === null) break;
@@ -107,13 +121,12 @@ function startTag(text: string, at: number, stack: XmlElement[], fail: (what: st
   const tail = matchAt(TAG_END, text, cursor);
   if (tail === null) return fail(`malformed start tag <${name}>`);
   const element: XmlElement = { name: name as string, attributes, children: [], text: '' };
+  // Counted for self-closing elements too: the bound is on the tree, not on the open tags.
+  if (stack.length >= MAX_XML_DEPTH) fail(`elements nested deeper than ${MAX_XML_DEPTH}`);
   const parent = stack[stack.length - 1];
   if (parent === undefined) isRoot(element);
   else parent.children.push(element);
-  if (tail[1] !== '/') {
-    if (stack.length >= MAX_XML_DEPTH) fail(`elements nested deeper than ${MAX_XML_DEPTH}`);
-    stack.push(element);
-  }
+  if (tail[1] !== '/') stack.push(element);
   return cursor + tail[0].length;
 }
 

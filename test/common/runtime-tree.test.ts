@@ -6,7 +6,7 @@ import { chmodSync, chownSync, closeSync, linkSync, mkdirSync, mkdtempSync, read
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { LOGS_DIR, VMS_DIR, checkRuntimeTree, openLogNoFollow, prepareRuntimeTree } from '../../common/runtime-tree.js';
+import { LOGS_DIR, VMS_DIR, checkRuntimeTree, controlSocketMode, openLogNoFollow, prepareRuntimeTree } from '../../common/runtime-tree.js';
 
 const isRoot = process.geteuid?.() === 0;
 const ROOT_ONLY = { skip: isRoot ? false : 'needs root to chown' };
@@ -57,6 +57,25 @@ t.test('with a group: 0750 and a sticky 1770 vms/ of that group; logs/ stays pri
   prepareRuntimeTree(run, { gid: NOBODY });
   t.pass('the group\'s sticky vms/ is accepted on the next start');
   t.throws(() => prepareRuntimeTree(run, NO_GROUP), UNSAFE, 'without the group, a group-writable vms/ is refused, not taken over');
+});
+
+t.test('with admin_group: the runtime directory lets admins reach the socket, vms/ and logs/ stay as they were', ROOT_ONLY, async (t) => {
+  const ADMINS = 4;
+  t.same([controlSocketMode({ gid: undefined }), controlSocketMode({ gid: NOBODY, adminGid: ADMINS })], [0o600, 0o660]);
+  const alone = join(base(t), 'run');
+  prepareRuntimeTree(alone, { gid: undefined, adminGid: ADMINS });
+  t.same([mode(alone), owner(alone)[1]], [0o750, ADMINS], 'admin_group alone: 0750 of it');
+  t.same([mode(join(alone, VMS_DIR)), mode(join(alone, LOGS_DIR))], [0o700, 0o700]);
+  const both = join(base(t), 'run');
+  prepareRuntimeTree(both, { gid: NOBODY, adminGid: ADMINS });
+  t.same([mode(both), owner(both)[1]], [0o751, NOBODY], 'both, different: group\'s, and others may search it only');
+  t.same([mode(join(both, VMS_DIR)), owner(join(both, VMS_DIR))[1], mode(join(both, LOGS_DIR))], [0o1770, NOBODY, 0o700]);
+  t.equal(checkRuntimeTree(both, USER), 0, 'a launcher of the group still accepts the tree');
+  const same = join(base(t), 'run');
+  prepareRuntimeTree(same, { gid: NOBODY, adminGid: NOBODY });
+  t.same([mode(same), owner(same)[1]], [0o750, NOBODY], 'the same group for both: as with group alone');
+  prepareRuntimeTree(both, { gid: NOBODY });
+  t.equal(mode(both), 0o750, 'admin_group dropped: the search bit for others goes again');
 });
 
 t.test('a tree another uid owns is refused, whole or in part', ROOT_ONLY, async (t) => {

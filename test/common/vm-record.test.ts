@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import t from 'tap';
-import { MAX_PIDFILE_LENGTH, MAX_VM_NAME_LENGTH, MAX_VM_RECORD_BYTES, MAX_VM_UUID_LENGTH, encodeVmRecord, parseVmRecord, type VmRecord } from '../../common/vm-record.js';
+import { MAX_PIDFILE_LENGTH, MAX_SOCKET_PATH_BYTES, MAX_VM_NAME_LENGTH, MAX_VM_RECORD_BYTES, MAX_VM_UUID_LENGTH, encodeVmRecord, parseVmRecord, type VmRecord } from '../../common/vm-record.js';
 
 const RECORD: VmRecord = {
   v: 1, pid: 4242, startTime: '123456789', name: 'web1', uuid: 'c0ffee00-0000-4000-8000-000000000001',
@@ -68,4 +68,41 @@ t.test('parseVmRecord never throws and only ever accepts complete records', asyn
     return parseVmRecord(encodeVmRecord(result.record)).ok;
   }), { numRuns: 500 });
   t.pass('fast-check found no counterexample');
+});
+
+t.test('attached: a VM hostinfo did not launch', async (t) => {
+  const { pidfile: _none, ...noPidfile } = RECORD;
+  const attached: VmRecord = { ...noPidfile, pidfile: undefined, attached: { guestSocket: '/var/lib/libvirt/qemu/channel/target/domain-3-web1/org.hostinfo.0', qmpSocket: undefined } };
+  t.same(parseVmRecord(encodeVmRecord(attached)), { ok: true, record: attached }, 'without a QMP socket');
+  const withQmp: VmRecord = { ...attached, attached: { guestSocket: '/run/a/guest.sock', qmpSocket: '/run/a/qmp.sock' } };
+  t.same(parseVmRecord(encodeVmRecord(withQmp)), { ok: true, record: withQmp }, 'with one');
+  const longest = `/${'s'.repeat(MAX_SOCKET_PATH_BYTES - 1)}`;
+  const longestRecord: VmRecord = { ...attached, name: 'n'.repeat(MAX_VM_NAME_LENGTH), uuid: 'u'.repeat(MAX_VM_UUID_LENGTH), guestDevice: 'g'.repeat(64), attached: { guestSocket: longest, qmpSocket: longest } };
+  t.ok(encodeVmRecord(longestRecord).length <= MAX_VM_RECORD_BYTES, 'every field at its longest still fits');
+  t.same(parseVmRecord(encodeVmRecord(longestRecord)), { ok: true, record: longestRecord });
+  t.notOk('attached' in (parseVmRecord(encodeVmRecord(RECORD)) as { record: object }).record, 'a launched VM\'s record has no attached key at all');
+
+  const bad = (patch: object): string | undefined => problem({ ...noPidfile, ...patch });
+  const sockets = { guestSocket: '/run/a/guest.sock' };
+  t.equal(bad({ attached: sockets }), undefined);
+  t.equal(problem({ ...RECORD, attached: sockets }), 'an attached VM has no pidfile to follow: attach gives QEMU\'s own pid', 'attached and pidfile together');
+  for (const value of [null, [], 'x', 1, true]) t.equal(bad({ attached: value }), 'attached must be an object', `attached ${JSON.stringify(value)}`);
+  t.equal(bad({ attached: {} }), 'attached.guestSocket must be an absolute path', 'no guest socket');
+  for (const guestSocket of ['guest.sock', './g', '', 5, null]) t.equal(bad({ attached: { guestSocket } }), 'attached.guestSocket must be an absolute path', `guestSocket ${JSON.stringify(guestSocket)}`);
+  t.match(bad({ attached: { guestSocket: `${longest}s` } }), /^attached\.guestSocket is longer than 107 bytes/, '108 bytes');
+  t.match(bad({ attached: { guestSocket: `/${'é'.repeat(54)}` } }), /^attached\.guestSocket is longer than 107 bytes/, '55 characters, 109 bytes');
+  t.equal(bad({ attached: { guestSocket: '/run/a\0b' } }), 'attached.guestSocket must not contain NUL');
+  for (const qmpSocket of ['qmp.sock', null, '', 0]) t.equal(bad({ attached: { ...sockets, qmpSocket } }), 'attached.qmpSocket must be an absolute path', `qmpSocket ${JSON.stringify(qmpSocket)}`);
+  t.match(bad({ attached: { ...sockets, qmpSocket: `${longest}q` } }), /^attached\.qmpSocket is longer than 107 bytes/);
+  t.equal(bad({ attached: { ...sockets, extra: 1 } }), 'unexpected key attached."extra"', 'an unknown key inside attached');
+  t.equal(bad({ attached: { ...sockets, pidfile: '/run/x.pid' } }), 'unexpected key attached."pidfile"');
+  t.equal(problem(`${JSON.stringify({ ...noPidfile, attached: undefined }).slice(0, -1)},"attached":{"guestSocket":"/g","__proto__":{}}}`), 'unexpected key attached."__proto__"', 'a JSON __proto__ key inside attached');
+
+  fc.assert(fc.property(fc.record({ guestSocket: fc.oneof(fc.string(), fc.jsonValue()), qmpSocket: fc.oneof(fc.string(), fc.jsonValue(), fc.constant(undefined)) }, { requiredKeys: [] }), (value) => {
+    const result = parseVmRecord(JSON.stringify({ ...noPidfile, attached: value }));
+    if (!result.ok) return result.problem.startsWith('attached') || result.problem === `larger than ${MAX_VM_RECORD_BYTES} bytes`;
+    const sockets = result.record.attached;
+    return sockets !== undefined && sockets.guestSocket.startsWith('/') && Buffer.byteLength(sockets.guestSocket) <= MAX_SOCKET_PATH_BYTES
+      && (sockets.qmpSocket === undefined || (sockets.qmpSocket.startsWith('/') && Buffer.byteLength(sockets.qmpSocket) <= MAX_SOCKET_PATH_BYTES));
+  }), { numRuns: 1000 });
 });

@@ -58,7 +58,7 @@ t.test('access, samples, hello and counters over the pair', async (t) => {
 
   channel.reportCounters(COUNTERS);
   await until('the counters', () => link.reports.length === 1);
-  t.same(link.hellos, [{ v: 2, type: 'hello', qmp: { name: 'vm1', uuid: null, version: '8.2.2' } }]);
+  t.same(link.hellos, [{ v: 2, type: 'hello', qmp: { name: 'vm1', uuid: null, version: '8.2.2' }, features: ['query'] }], 'the daemon hears what this sidecar understands');
   t.same(link.reports, [{ v: 2, type: 'counters', ...COUNTERS }]);
 });
 
@@ -190,7 +190,7 @@ t.test('a newer daemon (2..5, writing 5 until it has the hello): agreed on 2, it
   t.same(got.items, ['uptime'], 'the first access this side can read is the one re-sent in v2');
   await until('the sample', () => channel.latest !== undefined);
   t.same(channel.latest?.snapshot.values, { uptime: 9 });
-  t.same(received[0], { v: 2, range: { min: 2, max: 2 }, type: 'hello', qmp: { name: 'vm', uuid: null, version: '8.2.2' } }, 'a range-aware daemon hears our range');
+  t.same(received[0], { v: 2, range: { min: 2, max: 2 }, features: ['query'], type: 'hello', qmp: { name: 'vm', uuid: null, version: '8.2.2' } }, 'a range-aware daemon hears our range and features');
 });
 
 t.test('a daemon with no version in common: one error frame naming both ranges, then the channel closes', async (t) => {

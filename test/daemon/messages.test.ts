@@ -11,7 +11,7 @@ const code = (parsed: { ok: true } | { ok: false; error: ProtocolError }): strin
 const sidecar = (message: unknown): string | undefined => code(parseSidecarMessage(typeof message === 'string' ? message : JSON.stringify(message)));
 const toSidecar = (message: unknown): string | undefined => code(parseToSidecarMessage(JSON.stringify(message)));
 
-const HELLO = { v: 2, type: 'hello', qmp: { name: 'web1', uuid: 'c0ffee00-0000-4000-8000-000000000001', version: '8.2.2' } };
+const HELLO = { v: 2, type: 'hello', qmp: { name: 'web1', uuid: 'c0ffee00-0000-4000-8000-000000000001', version: '8.2.2' }, features: [] as string[] };
 const COUNTERS = { v: 2, type: 'counters', requests: 5, ok: 3, denied: 1, rateLimited: 1, errors: 0, droppedBytes: 10, droppedLines: 2, lastRequestAt: 1795600000000 };
 const ACCESS = {
   v: 2, type: 'access', vm: { name: 'web1', uuid: 'u', pid: 77 }, served: true, items: ['physcpus', 'vcpudelay'],
@@ -55,6 +55,8 @@ t.test('hello validation', async (t) => {
   t.equal(bad({ ...HELLO.qmp, uuid: ['u'] }), 'INVALID_MESSAGE');
   t.equal(bad({ ...HELLO.qmp, version: null }), 'INVALID_MESSAGE');
   t.equal(sidecar({ v: 2, type: 'hello' }), 'INVALID_MESSAGE', 'no qmp at all');
+  t.same(parseSidecarMessage(JSON.stringify({ ...HELLO, features: ['query', 'teleport', 7] })), { ok: true, message: { ...HELLO, features: ['query'] } }, 'features this side knows are kept, others dropped');
+  t.same(parseSidecarMessage(JSON.stringify({ ...HELLO, features: 'query' })), { ok: true, message: HELLO }, 'features not a list: none');
   t.same(parseSidecarMessage(JSON.stringify({ ...HELLO, vm: { name: 'x', uuid: 'y', pid: 1 }, items: ['hostname'] })), { ok: true, message: HELLO },
     'a sidecar cannot say which VM it is nor which items it wants: such keys never get past the parser');
 });

@@ -98,7 +98,7 @@ t.test('hello and counters reach the link; nothing the sidecar says changes what
   await withTimeout((async () => {
     while (link.reports.length < 2) await new Promise((resolve) => setImmediate(resolve));
   })(), 'the counters');
-  t.same(link.hellos, [{ v: 2, type: 'hello', qmp }]);
+  t.same(link.hellos, [{ v: 2, type: 'hello', qmp, features: [] }]);
   t.same(link.reports.map((r) => r.requests), [10, 11]);
   s.server.publish(fullSnapshot(s.clock));
   t.same((await client.next())['values'], { uptime: 123456.78 });
@@ -149,7 +149,7 @@ t.test('version negotiation: an old-shaped sidecar and a newer one are served, o
     await withTimeout((async () => {
       while (link.reports.length < 1) await new Promise((resolve) => setImmediate(resolve));
     })(), `${name}: the counters`);
-    t.same(link.hellos, [{ v: 2, type: 'hello', qmp }], `${name}: the hello, without the keys the daemon does not know`);
+    t.same(link.hellos, [{ v: 2, type: 'hello', qmp, features: [] }], `${name}: the hello, without the keys the daemon does not know`);
     t.same(link.reports, [{ v: 2, type: 'counters', ...COUNTERS }], `${name}: counters in the agreed version`);
     s.server.publish(fullSnapshot(s.clock));
     t.match(await client.nextOf('sample'), { v: 2, values: { uptime: 123456.78 } }, `${name}: samples in the agreed version`);

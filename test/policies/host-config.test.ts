@@ -29,7 +29,7 @@ t.test('without any config file everything is off, with the documented paths', a
   const missing = { env: { HOSTINFO_CONFIG: '' }, uid: 0, cwd: '/' };
   // The default path is /etc/hostinfo/hostinfo.toml; on a test machine it does not exist.
   t.same(await loadHostConfig({}, missing), {
-    file: undefined, enabled: false, policyDir: DEFAULT_POLICY_DIR, runtimeDir: '/run/hostinfo', group: undefined,
+    file: undefined, enabled: false, policyDir: DEFAULT_POLICY_DIR, runtimeDir: '/run/hostinfo', group: undefined, adminGroup: undefined,
     cache: { intervalSeconds: 1, maxAgeSeconds: 5 }, sidecarUser: 'hostinfo', guest: { linesPerSecond: 100, bytesPerSecond: 16384 },
     metrics: { textfile: undefined },
   });
@@ -37,9 +37,9 @@ t.test('without any config file everything is off, with the documented paths', a
 });
 
 t.test('a config file sets everything; relative paths are relative to the file', async (t) => {
-  const file = await configFile('enabled = true\npolicy_dir = "policies"\nruntime_dir = "/tmp/rt"\ngroup = "kvm"\nsidecar_user = "hi-sidecar"\n[cache]\ninterval = 0.5\nmax_age = 2\n[guest]\nlines_per_second = 7\nbytes_per_second = 4096\n[metrics]\ntextfile = "textfile/hostinfo.prom"\n');
+  const file = await configFile('enabled = true\npolicy_dir = "policies"\nruntime_dir = "/tmp/rt"\ngroup = "kvm"\nadmin_group = "hostinfo-admin"\nsidecar_user = "hi-sidecar"\n[cache]\ninterval = 0.5\nmax_age = 2\n[guest]\nlines_per_second = 7\nbytes_per_second = 4096\n[metrics]\ntextfile = "textfile/hostinfo.prom"\n');
   t.same(await loadHostConfig({ configPath: file }, USER), {
-    file, enabled: true, policyDir: join(file, '..', 'policies'), runtimeDir: '/tmp/rt', group: 'kvm',
+    file, enabled: true, policyDir: join(file, '..', 'policies'), runtimeDir: '/tmp/rt', group: 'kvm', adminGroup: 'hostinfo-admin',
     cache: { intervalSeconds: 0.5, maxAgeSeconds: 2 }, sidecarUser: 'hi-sidecar', guest: { linesPerSecond: 7, bytesPerSecond: 4096 },
     metrics: { textfile: join(file, '..', 'textfile', 'hostinfo.prom') },
   });
@@ -86,6 +86,9 @@ t.test('validation errors name file, line, key, expected and received', async (t
     ['enabled = true\n[cache', { code: 'CONFIG_SYNTAX', line: 2 }],
     ['sidecar_user = ""', { code: 'CONFIG_RANGE', key: 'sidecar_user', expected: 'a non-empty string' }],
     ['sidecar_user = 0', { code: 'CONFIG_TYPE', key: 'sidecar_user' }],
+    ['admin_group = ""', { code: 'CONFIG_RANGE', line: 1, key: 'admin_group', expected: 'a non-empty string' }],
+    ['\nadmin_group = 4', { code: 'CONFIG_TYPE', line: 2, key: 'admin_group', expected: 'a string', received: 'integer 4' }],
+    ['admin_groups = "adm"', { code: 'CONFIG_UNKNOWN_KEY', key: 'admin_groups', expected: /\badmin_group\b/ }],
     ['[guest]\nlines = 5', { code: 'CONFIG_UNKNOWN_KEY', line: 2, key: 'guest.lines' }],
     ['[guest]\nlines_per_second = 0', { code: 'CONFIG_RANGE', line: 2, key: 'guest.lines_per_second', received: '0' }],
     ['[guest]\nlines_per_second = 1.5', { code: 'CONFIG_TYPE', key: 'guest.lines_per_second' }],
@@ -118,4 +121,10 @@ t.test('[metrics] textfile: off by default, relative to the config file, an abso
   t.same(parseHostConfig('[metrics]\ntextfile = "/var/lib/prometheus/node-exporter/hostinfo.prom"\n', '/etc/hostinfo/hostinfo.toml').metrics,
     { textfile: '/var/lib/prometheus/node-exporter/hostinfo.prom' });
   t.same(parseHostConfig('[metrics]\ntextfile = "../prom/h.prom"\n', '/etc/hostinfo/hostinfo.toml').metrics, { textfile: '/etc/prom/h.prom' });
+});
+
+t.test('admin_group: unset by default, a name as written', async (t) => {
+  t.equal(parseHostConfig('enabled = true\n', '/h.toml').adminGroup, undefined);
+  t.equal(parseHostConfig('admin_group = "adm"\n', '/h.toml').adminGroup, 'adm');
+  t.equal(parseHostConfig('group = "kvm"\nadmin_group = "kvm"\n', '/h.toml').adminGroup, 'kvm', 'the same group as `group` is allowed');
 });
