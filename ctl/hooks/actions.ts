@@ -12,6 +12,7 @@ export type HookAction =
 export function pidFrom(text: string | undefined | Error, file: string): number | string {
   if (text === undefined) return `${file} does not exist`;
   if (text instanceof Error) return text.message;
-  const pid = Number(text.trim());
+  // Decimal digits only: Number() would also read "0x1f" or "1e3" as a pid.
+  const pid = /^\d{1,10}$/.test(text.trim()) ? Number(text.trim()) : NaN;
   return Number.isSafeInteger(pid) && pid > 1 ? pid : `${file} holds no pid`;
 }

@@ -57,7 +57,11 @@ function channelPort(channel: XmlElement): HostinfoPort | string | undefined {
 function serialPort(serial: XmlElement): HostinfoPort | string | undefined {
   const alias = childNamed(serial, 'alias')?.attributes['name'];
   if (alias === undefined || !alias.startsWith(HOSTINFO_SERIAL_ALIAS)) return undefined;
-  const port = childNamed(serial, 'target')?.attributes['port'];
+  const target = childNamed(serial, 'target');
+  // usb-serial, pci-serial, spapr-vty...: not the guest's ttyS<port>.
+  const type = target?.attributes['type'] ?? 'isa-serial';
+  if (type !== 'isa-serial') return `serial ${alias}: <target type='${type}'/> is not an isa-serial, so it is no ttyS port hostinfo serves`;
+  const port = target?.attributes['port'];
   if (port === undefined || !/^\d{1,2}$/.test(port)) return `serial ${alias}: no <target port='N'/>, so the guest's ttyS number is unknown`;
   const socket = listeningSocket(serial, `serial ${alias}`);
   return typeof socket === 'string' ? socket : { transport: 'isa-serial', socket: socket.path, guestDevice: `/dev/ttyS${port}` };

@@ -17,9 +17,10 @@ export function libvirtHookAction(args: readonly string[], xml: () => string, ru
   const [name, operation] = args;
   if (name === undefined || operation === undefined) return { kind: 'none', note: 'libvirt passes NAME OPERATION SUB-OPERATION EXTRA; got fewer' };
   if (name.includes('/') || name === '.' || name === '..') return { kind: 'none', note: `not a domain name: ${JSON.stringify(name)}` };
-  if (operation === 'stopped') return { kind: 'detach', vm: name };
-  if (operation !== 'started' && operation !== 'reconnect') return { kind: 'none', note: undefined };
+  if (operation !== 'started' && operation !== 'reconnect' && operation !== 'stopped') return { kind: 'none', note: undefined };
   const facts = domainFactsOf(xml());
+  // A domain without a hostinfo port was never attached: its stop is none of hostinfod's business.
+  if (operation === 'stopped') return facts.ports.length === 0 ? { kind: 'none', note: undefined } : { kind: 'detach', vm: name };
   const notes = [...facts.skipped];
   if (facts.ports.length === 0) return { kind: 'none', note: notes.length > 0 ? notes.join('; ') : undefined };
   const pidfile = join(runDir, `${name}.pid`);

@@ -52,6 +52,11 @@ t.test('marked ports that cannot be served are skipped, each with why', async (t
   ]);
 });
 
+t.test('a marked serial that is not an isa-serial is no ttyS port', async (t) => {
+  const xml = "<domain><name>u</name><devices><serial type='unix'><source mode='bind' path='/run/u.sock'/><target type='usb-serial' port='1'/><alias name='ua-hostinfo'/></serial></devices></domain>";
+  t.match(domainFactsOf(xml), { ports: [], skipped: [/target type='usb-serial'\/> is not an isa-serial/] });
+});
+
 t.test('a unix serial without the alias is someone else\'s', async (t) => {
   t.same(domainFactsOf(fixture('unaliased-unix-serial.xml')), { name: 'proxied', uuid: '44444444-5555-4666-8777-888888888888', ports: [], skipped: [] }, 'no port and no note');
 });

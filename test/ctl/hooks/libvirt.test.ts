@@ -49,9 +49,10 @@ t.test('one port per VM: the first is attached, the others named', async (t) => 
   t.same(action.kind === 'attach' ? action.notes : undefined, ['org.hostinfo.0 (/var/lib/libvirt/qemu/channel/target/domain-12-twoports/org.hostinfo.0) not attached: one hostinfo port per VM']);
 });
 
-t.test('stopped detaches by name without reading the XML; other operations do nothing', async (t) => {
+t.test('stopped detaches a domain with a hostinfo port by name; other operations do nothing', async (t) => {
   const dir = runDir(t);
-  t.same(libvirtHookAction(['web1', 'stopped', 'end', '-'], unread, dir), { kind: 'detach', vm: 'web1' });
+  t.same(libvirtHookAction(['web1', 'stopped', 'end', '-'], xmlOf('web1-live.xml'), dir), { kind: 'detach', vm: 'web1' }, 'no pidfile needed: QEMU is gone');
+  t.same(libvirtHookAction(['proxied', 'stopped', 'end', '-'], xmlOf('unaliased-unix-serial.xml'), dir), { kind: 'none', note: undefined }, 'a domain without one is not hostinfod\'s business');
   for (const operation of ['prepare', 'start', 'release', 'migrate', 'restore', 'attach', 'STARTED', '']) {
     t.same(libvirtHookAction(['web1', operation, 'begin', '-'], unread, dir), { kind: 'none', note: undefined }, `operation ${JSON.stringify(operation)}`);
   }
@@ -68,12 +69,14 @@ t.test('nothing to attach', async (t) => {
 });
 
 t.test('the pidfile: missing, not a pid, a symlink', async (t) => {
-  const dir = runDir(t, { junk: 'hello\n', one: '1\n', empty: '', big: `${'9'.repeat(40)}\n` });
+  const dir = runDir(t, { junk: 'hello\n', one: '1\n', empty: '', big: `${'9'.repeat(40)}\n`, hex: '0x1f\n', exp: '1e3\n' });
   const attach = (name: string): ReturnType<typeof libvirtHookAction> => libvirtHookAction([name, 'started', 'begin', '-'], xmlOf('web1-live.xml'), dir);
   t.same(attach('web1'), { kind: 'none', note: `cannot attach web1: ${join(dir, 'web1.pid')} does not exist` });
   t.same(attach('junk'), { kind: 'none', note: `cannot attach junk: ${join(dir, 'junk.pid')} holds no pid` });
   t.same(attach('one'), { kind: 'none', note: `cannot attach one: ${join(dir, 'one.pid')} holds no pid` }, 'pid 1 is never QEMU');
   t.same(attach('empty'), { kind: 'none', note: `cannot attach empty: ${join(dir, 'empty.pid')} holds no pid` });
+  t.same(attach('hex'), { kind: 'none', note: `cannot attach hex: ${join(dir, 'hex.pid')} holds no pid` }, 'decimal only: not 0x1f = 31');
+  t.same(attach('exp'), { kind: 'none', note: `cannot attach exp: ${join(dir, 'exp.pid')} holds no pid` }, 'nor 1e3 = 1000');
   t.same(attach('big'), { kind: 'none', note: `cannot attach big: ${join(dir, 'big.pid')} is larger than 32 bytes` });
 
   const elsewhere = join(dir, 'elsewhere');
