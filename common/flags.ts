@@ -1,6 +1,7 @@
 // The one way flags are parsed here: node:util's parseArgs, strict, with its error turned into a
 // message for the caller's usage line instead of an exception. Positionals (hostinfo-ctl's verbs
-// and their operands) only where a command asks for them.
+// and their operands) only where a command asks for them. The launcher, whose mistakes are mostly
+// QEMU arguments given before `--`, reads parseArgs' tokens instead, to say which argument it was.
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
@@ -18,4 +19,11 @@ export function parseFlagValues<O extends Options>(argv: readonly string[], opti
   } catch (error) {
     return { ok: false, message: (error as Error).message };
   }
+}
+
+export type FlagToken = NonNullable<ReturnType<typeof parseArgs<{ options: Options; strict: false; allowPositionals: true; tokens: true }>>['tokens']>[number];
+
+/** parseArgs' tokens, unvalidated: for a caller that explains each mistake itself. */
+export function flagTokens(argv: readonly string[], options: Options): readonly FlagToken[] {
+  return parseArgs({ args: [...argv], options, strict: false, allowPositionals: true, tokens: true }).tokens;
 }

@@ -1,6 +1,7 @@
 // hostinfo-qemu's own options, which all come before `--`; everything after `--` belongs to QEMU
 // and is passed on unchanged.
 
+import { flagTokens } from '../common/flags.js';
 import type { Transport } from './qemu-args.js';
 
 export const USAGE = `Usage: hostinfo-qemu [--qemu PATH] [--config FILE] [--policy-dir DIR] [--runtime-dir DIR]
@@ -49,55 +50,55 @@ export type ParsedLauncherFlags =
   | { readonly kind: 'run'; readonly flags: LauncherFlags }
   | { readonly kind: 'error'; readonly message: string };
 
-const VALUE_FLAGS = {
-  '--qemu': 'qemu',
-  '--config': 'configPath',
-  '--policy-dir': 'policyDir',
-  '--runtime-dir': 'runtimeDir',
-  '--transport': 'transport',
+const OPTIONS = {
+  qemu: { type: 'string' },
+  config: { type: 'string' },
+  'policy-dir': { type: 'string' },
+  'runtime-dir': { type: 'string' },
+  transport: { type: 'string' },
+  quiet: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
 } as const;
+type Option = keyof typeof OPTIONS;
+const isOption = (name: string): name is Option => Object.hasOwn(OPTIONS, name);
 
 export function parseLauncherFlags(argv: readonly string[]): ParsedLauncherFlags {
-  const values: Partial<Record<(typeof VALUE_FLAGS)[keyof typeof VALUE_FLAGS], string>> = {};
-  let quiet = false;
-  let index = 0;
-  for (; index < argv.length; index += 1) {
-    const arg = argv[index] ?? '';
-    if (arg === '--') break;
-    if (arg === '--help' || arg === '-h') return { kind: 'help' };
-    if (arg === '--version') return { kind: 'version' };
-    const eq = arg.indexOf('=');
-    const name = eq === -1 ? arg : arg.slice(0, eq);
-    if (name === '--quiet') {
-      if (eq !== -1) return { kind: 'error', message: '--quiet takes no value' };
-      quiet = true;
-      continue;
+  const split = argv.indexOf('--');
+  const own = split === -1 ? argv : argv.slice(0, split);
+  const values: Partial<Record<Option, string | true>> = {};
+  for (const token of flagTokens(own, OPTIONS)) {
+    if (token.kind === 'option-terminator') continue;
+    // Anything not ours is almost always QEMU's, given before the --.
+    if (token.kind === 'positional' || !isOption(token.name)) {
+      return { kind: 'error', message: `unknown option ${JSON.stringify(own[token.index])}; QEMU's arguments go after --, as in: hostinfo-qemu -- ${argv.slice(token.index).join(' ')}` };
     }
-    if (!Object.hasOwn(VALUE_FLAGS, name)) {
-      return {
-        kind: 'error',
-        message: `unknown option ${JSON.stringify(arg)}; QEMU's arguments go after --, as in: hostinfo-qemu -- ${argv.slice(index).join(' ')}`,
-      };
+    if (token.name === 'help') return { kind: 'help' };
+    if (token.name === 'version') return { kind: 'version' };
+    if (OPTIONS[token.name].type === 'boolean') {
+      if (token.inlineValue === true) return { kind: 'error', message: `${token.rawName} takes no value` };
+      values[token.name] = true;
+    } else {
+      if (token.value === undefined || token.value === '') return { kind: 'error', message: `${token.rawName} needs a value` };
+      values[token.name] = token.value;
     }
-    const value = eq === -1 ? argv[(index += 1)] : arg.slice(eq + 1);
-    if (value === undefined || value === '' || value === '--') return { kind: 'error', message: `${name} needs a value` };
-    values[VALUE_FLAGS[name as keyof typeof VALUE_FLAGS]] = value;
   }
-  if (index >= argv.length) return { kind: 'error', message: 'no QEMU arguments: hostinfo-qemu [options] -- <qemu args>' };
-  const transport = values.transport ?? 'isa-serial';
+  if (split === -1) return { kind: 'error', message: 'no QEMU arguments: hostinfo-qemu [options] -- <qemu args>' };
+  const text = (name: Option): string | undefined => (typeof values[name] === 'string' ? values[name] : undefined);
+  const transport = text('transport') ?? 'isa-serial';
   if (transport !== 'isa-serial' && transport !== 'virtio-serial') {
     return { kind: 'error', message: `--transport expects isa-serial or virtio-serial, received ${JSON.stringify(transport)}` };
   }
   return {
     kind: 'run',
     flags: {
-      qemu: values.qemu,
-      configPath: values.configPath,
-      policyDir: values.policyDir,
-      runtimeDir: values.runtimeDir,
+      qemu: text('qemu'),
+      configPath: text('config'),
+      policyDir: text('policy-dir'),
+      runtimeDir: text('runtime-dir'),
       transport,
-      quiet,
-      qemuArgs: argv.slice(index + 1),
+      quiet: values.quiet === true,
+      qemuArgs: argv.slice(split + 1),
     },
   };
 }
