@@ -1,10 +1,12 @@
 // The catalogue of data items a guest can ask for. Every other module (policy validation, the
-// request handler, the daemon's sample filter) derives its item knowledge from this table,
-// so adding an item is one edit here plus its formatter.
+// item service, the daemon's sample filter) derives its item knowledge from this table, so adding
+// an item is one edit here plus its formatter and its source (sidecar/items/item-service.ts),
+// both tables the compiler checks complete. The order is HELP's and ALL's; new items go last, so
+// what a guest parses today keeps its place.
 
 /**
  * Who produces an item's value: the shared host stats cache (host-wide samples), or the VM's own
- * sidecar (per-VM facts from QMP and schedstat, and the host clock read at request time).
+ * sidecar (per-VM facts from QMP, /proc and cgroup files, and the host clock read at request time).
  */
 export type ItemSource = 'cache' | 'sidecar';
 
@@ -35,6 +37,17 @@ export const ITEMS = {
   hypervisor: { source: 'sidecar', sensitive: false, allowedByDefault: false, meaning: 'QEMU version of this VM' },
   vcpudelay: { source: 'sidecar', sensitive: false, allowedByDefault: true, meaning: "% of the last interval this VM's vCPU threads waited to run" },
   vmcount: { source: 'cache', sensitive: true, allowedByDefault: false, meaning: 'VMs on this host served by hostinfo' },
+  // This VM as its host sees it. Its own figures are served by default (the guest learns nothing
+  // about the host or other tenants from them); how the host names it is the host's bookkeeping,
+  // so vmname and vmuuid are only served when a policy lists them.
+  vmcputime: { source: 'sidecar', sensitive: false, allowedByDefault: true, meaning: "this VM's QEMU process CPU seconds (user + system) since it started" },
+  vmcpuusage: { source: 'sidecar', sensitive: false, allowedByDefault: true, meaning: "% of this VM's vCPU capacity used over the last interval" },
+  vcpus: { source: 'sidecar', sensitive: false, allowedByDefault: true, meaning: 'vCPUs of this VM' },
+  vmmem: { source: 'sidecar', sensitive: false, allowedByDefault: true, meaning: "this VM's RAM and balloon size, kB" },
+  cpulimit: { source: 'sidecar', sensitive: false, allowedByDefault: true, meaning: "CPU quota of this VM's cgroup, in CPUs" },
+  memlimit: { source: 'sidecar', sensitive: false, allowedByDefault: true, meaning: "memory limit of this VM's cgroup, kB" },
+  vmname: { source: 'sidecar', sensitive: false, allowedByDefault: false, meaning: 'the name the host gives this VM' },
+  vmuuid: { source: 'sidecar', sensitive: false, allowedByDefault: false, meaning: 'the UUID the host gives this VM' },
 } as const satisfies Record<string, ItemSpec>;
 
 export type ItemName = keyof typeof ITEMS;
@@ -47,6 +60,8 @@ export const DEFAULT_ALLOWED_ITEMS: readonly ItemName[] = ITEM_NAMES.filter((nam
 /** Items the host stats cache samples and pushes; the rest the sidecar knows by itself. */
 export type HostItemName = { [K in ItemName]: (typeof ITEMS)[K]['source'] extends 'cache' ? K : never }[ItemName];
 export const HOST_ITEM_NAMES = ITEM_NAMES.filter((name): name is HostItemName => ITEMS[name].source === 'cache');
+/** Items the VM's own sidecar produces (sidecar/items/vm-values.ts types their values). */
+export type SidecarItemName = Exclude<ItemName, HostItemName>;
 
 export function isItemName(value: string): value is ItemName {
   return Object.hasOwn(ITEMS, value);

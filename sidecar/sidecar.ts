@@ -15,9 +15,9 @@ import { countRequest, ZERO_COUNTERS } from './counters.js';
 import { accessOf, type DaemonChannel } from './daemon-channel.js';
 import { GuestPort } from './guest-port.js';
 import type { GuestFrame } from './protocol/line-decoder.js';
-import { QmpClient, QmpConnectError, queryCpusFast, queryName, queryUuid, queryVersion, type QmpConnectedSocket, type QmpEvent } from './qmp/index.js';
+import { isVmUuid, QmpClient, QmpConnectError, queryCpusFast, queryName, queryUuid, queryVersion, type QmpConnectedSocket, type QmpEvent } from './qmp/index.js';
 import { handleGuestFrame, type HeldSample, type RequestContext, type VmFacts } from './request-handler.js';
-import { runDelayMeter } from './vcpu-delay.js';
+import { vmMeters } from './vm-meters.js';
 import { vcpuThreadsByName } from './vcpu-threads.js';
 
 /** Counters go to the daemon at most this often, however fast the guest asks. */
@@ -151,7 +151,9 @@ export class Sidecar {
     if (access === undefined || this.#stopping !== undefined) return;
     this.#identity ??= await identityWithoutQmp(access);
     if (this.#stopping !== undefined) return;
-    this.#vm = { ...this.#vm, hypervisor: this.#identity.hypervisor };
+    const { name, uuid, hypervisor, vcpuThreads } = this.#identity;
+    // Without QMP the name and UUID are hostinfod's record, whose stand-in for "no UUID" is not one.
+    this.#vm = { ...this.#vm, hypervisor, name, uuid: isVmUuid(uuid) ? uuid : undefined, vcpus: vcpuThreads.length > 0 ? vcpuThreads.length : undefined };
     log.info({ event: 'identity', vm: this.#identity, source: this.#options.qmp === undefined ? 'hostinfod and thread names' : 'QMP' });
 
     this.#guest = new GuestPort({ ...this.#options.guest, respond: (frame) => this.#answer(frame), budget: access.guest });
@@ -162,7 +164,7 @@ export class Sidecar {
     this.#guest.on('throttled', (dropped, pausedMs) => this.#onThrottled(dropped, pausedMs));
     this.#guest.start();
     this.#every(COUNTER_REPORT_MS, () => this.#reportCounters());
-    this.#startDelayMeter();
+    this.#startVmMeters();
   }
 
   /** `status` 0: nothing to restart (QEMU is gone, or asked to stop); 1: restart me. */
@@ -308,18 +310,26 @@ export class Sidecar {
     this.#options.channel.reportCounters(this.#counters);
   }
 
-  /** The pid comes from the daemon (it follows -daemonize); the vCPU threads from QMP or their names. */
-  #startDelayMeter(): void {
+  /**
+   * The per-VM meter (vmcputime, vmcpuusage, vcpudelay, cpulimit, memlimit, vmmem), once per
+   * sample interval. The pid comes from the daemon (it follows -daemonize); the vCPU threads from
+   * QMP or their names.
+   */
+  #startVmMeters(): void {
     const threads = this.#identity?.vcpuThreads ?? [];
     const pid = (): number | undefined => this.#options.channel.access?.vm.pid ?? this.#options.qemuPid;
     if (threads.length === 0 || pid() === undefined) {
       const hint = this.#options.qmp === undefined ? ' (no QMP socket: QEMU needs -name ...,debug-threads=on to name its vCPU threads)' : '';
-      this.#options.log.warn({ event: 'vcpudelay-unavailable' }, `QEMU pid or vCPU threads unknown${hint}: vcpudelay answers 503`);
-      return;
+      this.#options.log.warn({ event: 'vcpudelay-unavailable' }, `QEMU pid or vCPU threads unknown${hint}: vcpudelay and vmcpuusage answer 503`);
     }
-    const measure = runDelayMeter(() => pid() as number, threads, (percent) => {
-      this.#vm = { ...this.#vm, vcpuDelay: { percent, measuredAt: this.#clock.monotonic() } };
-    });
+    const tick = vmMeters({ pid, vcpuThreads: threads, qmp: this.#options.qmp === undefined ? undefined : this.#qmp, monotonic: () => this.#clock.monotonic() });
+    const measure = async (): Promise<void> => {
+      const facts = await tick().catch((error: unknown) => {
+        this.#options.log.error({ event: 'vm-meter-failed', error: String(error) });
+        return undefined;
+      });
+      if (facts !== undefined && this.#stopping === undefined) this.#vm = { ...this.#vm, ...facts };
+    };
     void measure();
     this.#every(this.#options.channel.access?.sampleIntervalMs ?? 1000, () => void measure());
   }

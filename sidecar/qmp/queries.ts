@@ -1,10 +1,11 @@
 // Typed wrappers for the few queries the sidecar needs. Each checks the reply's shape (qapi
 // schema: misc.json query-name/query-uuid/query-version, run-state.json query-status,
-// machine.json query-cpus-fast) so the rest of the sidecar never handles raw QMP JSON.
+// machine.json query-cpus-fast, query-memory-size-summary and query-balloon) so the rest of the
+// sidecar never handles raw QMP JSON.
 // A reply of the wrong shape is a QmpProtocolError: it means we are not talking to the QEMU we think.
 
 import { isCount, isPlainObject } from '../../common/json-checks.js';
-import { QmpProtocolError } from './errors.js';
+import { QmpCommandError, QmpProtocolError } from './errors.js';
 import type { QmpJsonObject } from './framing.js';
 import type { QmpVersionTriple } from './messages.js';
 import type { QmpExecuteOptions } from './client.js';
@@ -48,6 +49,11 @@ export async function queryName(qmp: QmpExecutor, options?: QmpExecuteOptions): 
 
 export const NIL_UUID = '00000000-0000-0000-0000-000000000000';
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** True for a UUID other than the nil one: what -uuid can be (hostinfod's stand-in for none is not). */
+export function isVmUuid(value: string | undefined): value is string {
+  return value !== undefined && UUID_PATTERN.test(value) && value !== NIL_UUID;
+}
 
 /** The VM's -uuid in lower case, or undefined when none was given (QEMU reports the nil UUID). */
 export async function queryUuid(qmp: QmpExecutor, options?: QmpExecuteOptions): Promise<string | undefined> {
@@ -97,4 +103,44 @@ export async function queryCpusFast(qmp: QmpExecutor, options?: QmpExecuteOption
     }
     return { cpuIndex, threadId, qomPath };
   });
+}
+
+export interface QmpMemorySize {
+  /** -m, in bytes. */
+  readonly baseBytes: number;
+  /** Hot-pluggable memory devices present (pc-dimm, virtio-mem, ...), bytes; 0 when none or not supported. */
+  readonly pluggedBytes: number;
+}
+
+/**
+ * machine.json MemoryInfo (since 2.11): `base-memory` is -m, `plugged-memory` the memory of
+ * hot-pluggable devices, omitted by targets built without memory hot-plug. QEMU 7.2 with -m 256
+ * answers {"base-memory": 268435456, "plugged-memory": 0}.
+ */
+export async function queryMemorySizeSummary(qmp: QmpExecutor, options?: QmpExecuteOptions): Promise<QmpMemorySize> {
+  const { 'base-memory': base, 'plugged-memory': plugged } = await queryObject(qmp, 'query-memory-size-summary', options);
+  if (!isCount(base) || (plugged !== undefined && !isCount(plugged))) throw shapeError('query-memory-size-summary', 'no base-memory/plugged-memory byte counts');
+  return { baseBytes: base, pluggedBytes: plugged ?? 0 };
+}
+
+/**
+ * Error classes of query-balloon that mean "no working balloon": DeviceNotActive without a balloon
+ * device ("No balloon device has been activated"), KvmMissingCap when KVM cannot drive it.
+ */
+const NO_BALLOON = new Set(['DeviceNotActive', 'KvmMissingCap']);
+
+/**
+ * machine.json BalloonInfo `actual`: the guest's RAM as the balloon leaves it (RAM less the
+ * balloon), bytes; undefined when the VM has no working balloon device.
+ */
+export async function queryBalloon(qmp: QmpExecutor, options?: QmpExecuteOptions): Promise<number | undefined> {
+  let value: unknown;
+  try {
+    value = await qmp.execute('query-balloon', undefined, options);
+  } catch (error) {
+    if (error instanceof QmpCommandError && NO_BALLOON.has(error.errorClass)) return undefined;
+    throw error;
+  }
+  if (!isObject(value) || !isCount(value['actual'])) throw shapeError('query-balloon', 'no actual byte count');
+  return value['actual'];
 }

@@ -113,7 +113,8 @@ t.test('a live sidecar under generated hostile input', async (t) => {
   const sessions2 = fc.sample(fc.array(piece, { minLength: 1, maxLength: 60, size: 'max' }), { seed: SEED + 1, numRuns: Math.ceil(SESSIONS / 4) });
   const stream2 = Buffer.concat([...sessions2.flat(), Buffer.from('\nPING "end of phase 2"\n')]);
   const phase2 = splitLines(stream2).lines;
-  const defaults = ITEM_NAMES.filter((n) => ['physcpus', 'physcores', 'sockets', 'loadavg', 'cpuusage', 'pressure', 'physmem', 'uptime', 'vcpudelay'].includes(n));
+  const defaults = ITEM_NAMES.filter((n) => ['physcpus', 'physcores', 'sockets', 'loadavg', 'cpuusage', 'pressure', 'physmem', 'uptime', 'vcpudelay',
+    'vmcputime', 'vmcpuusage', 'vcpus', 'vmmem', 'cpulimit', 'memlimit'].includes(n));
   const two = checker(phase2, defaults);
   vm.guest.onLine = two.onLine;
   const start2 = vm.guest.lines;

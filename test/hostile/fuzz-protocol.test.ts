@@ -1,16 +1,18 @@
 // Fuzz of the pure guest side: GuestLineDecoder + handleGuestFrame, fed generated hostile byte
 // streams in generated chunkings, as the sidecar feeds them. Over a million request lines per run
 // with a fixed seed (HOSTINFO_FUZZ_SEED replays or explores another); the seed is printed first
-// and again with any failure.
+// and again with any failure. ALL requests are mixed in: their replies must read back, with the
+// README's grammar, as exactly the VM's permitted items, each with its single-item text.
 
 import fc from 'fast-check';
 import t from 'tap';
 import { decideAccess, type Access } from '../../policies/access.js';
-import { ITEM_NAMES, type ItemName } from '../../policies/items.js';
+import { ITEM_NAMES, isHostItemName, isItemName, type ItemName } from '../../policies/items.js';
 import { FRESH_LIMITER, type LimiterState } from '../../policies/rate-limiter.js';
 import { parseVmPolicy } from '../../policies/vm-policy.js';
 import { GuestLineDecoder } from '../../sidecar/protocol/line-decoder.js';
 import { handleGuestFrame, NOT_ENABLED_TEXT, type HeldSample, type VmFacts } from '../../sidecar/request-handler.js';
+import { parseAllReply } from '../sidecar/all-parser.js';
 import { chunking, cut, fuzzSeed, piece } from './arbitraries.js';
 import { malformed, requestedItem, SENSITIVE_ITEMS, splitLines, statusOf } from './oracle.js';
 
@@ -37,7 +39,11 @@ const HOST_DATA: Record<string, HeldSample | undefined> = {
   stale: { ...SNAPSHOT, receivedAt: NOW - 60_000 },
   partial: { receivedAt: NOW, values: { physcpus: 16, hostname: 'SECRET-HOSTNAME', vmcount: 987654321 } },
 };
-const VM: VmFacts = { hypervisor: 'QEMU 7.2.22', vcpuDelay: { percent: 2.35, measuredAt: NOW } };
+const VM: VmFacts = {
+  hypervisor: 'QEMU 7.2.22', vcpuDelay: { percent: 2.35, measuredAt: NOW }, name: 'web "1" \\ x', uuid: '5c1d0f6e-8a7b-4c3d-9e2f-0a1b2c3d4e5f', vcpus: 2,
+  cpuTime: { value: 1234.5, measuredAt: NOW }, vcpuUsage: { value: 37.5, measuredAt: NOW }, memory: { value: { total: 262144, balloon: 131072 }, measuredAt: NOW },
+  cpuLimit: { value: 1.5, measuredAt: NOW }, memLimit: { value: null, measuredAt: NOW },
+};
 
 /** What a 200 for each item must say, given SNAPSHOT and VM (hosttime depends on the clock). */
 const ITEM_TEXT: Record<Exclude<ItemName, 'hosttime'>, string> = {
@@ -45,8 +51,37 @@ const ITEM_TEXT: Record<Exclude<ItemName, 'hosttime'>, string> = {
   loadavg: '0.52 0.48 0.40', cpuusage: 'user=12.5 system=3.1 iowait=0.2 steal=0.0 idle=84.2',
   pressure: 'cpu=1.20 memory=0.00 io=0.35', physmem: 'total=16303932 free=123456 available=9876543',
   swap: 'total=0 free=0', uptime: '123456', hostname: 'SECRET-HOSTNAME', kernel: 'SECRET-KERNEL',
-  hypervisor: 'QEMU 7.2.22', vcpudelay: '2.35', vmcount: '987654321',
+  hypervisor: 'QEMU 7.2.22', vcpudelay: '2.35', vmcount: '987654321', vmcputime: '1234.50', vmcpuusage: '37.50', vcpus: '2',
+  vmmem: 'total=262144 balloon=131072', cpulimit: '1.50', memlimit: 'none', vmname: 'web "1" \\ x', vmuuid: '5c1d0f6e-8a7b-4c3d-9e2f-0a1b2c3d4e5f',
 };
+
+/** ALL in any letter case, sometimes with arguments (a 400) or a CR, mixed into the hostile pieces. */
+const allLine = fc
+  .tuple(fc.constantFrom('ALL', 'all', 'All', 'aLl'), fc.constantFrom('', '', '', ' x', ' "a b"'), fc.constantFrom('\n', '\r\n', ' \n'))
+  .map(([command, args, end]) => Buffer.from(`${command}${args}${end}`, 'latin1'));
+const pieceOrAll = fc.oneof({ weight: 12, arbitrary: piece }, { weight: 1, arbitrary: allLine });
+
+/** What is wrong with a 200 reply to ALL, given the policy's items and the host data's name. */
+function allProblem(reply: string, allowed: readonly ItemName[], dataName: string): string | undefined {
+  let words;
+  try {
+    words = parseAllReply(reply);
+  } catch (error) {
+    return `ALL reply does not parse (${(error as Error).message}): ${JSON.stringify(reply)}`;
+  }
+  const names = words.map((word) => word.name);
+  if (names.join(' ') !== allowed.join(' ')) return `ALL listed ${names.join(' ')}; the policy allows ${allowed.join(' ')}`;
+  for (const { name, value, quoted } of words) {
+    if (!isItemName(name) || name === 'hosttime') continue;
+    const marker = value === 'unavailable' && !quoted;
+    if (!marker && value !== ITEM_TEXT[name]) return `ALL gave ${name}=${JSON.stringify(value)}, its item text is ${JSON.stringify(ITEM_TEXT[name])}`;
+    const held = HOST_DATA[dataName];
+    if (!marker && isHostItemName(name) && (held === undefined || dataName === 'stale' || held.values[name] === undefined)) {
+      return `ALL gave host item ${name} without fresh host data for it (${dataName})`;
+    }
+  }
+  return undefined;
+}
 
 function access(toml: string): Access {
   return decideAccess({ enabled: true, file: '/etc/hostinfo/hostinfo.toml' }, { kind: 'found', policy: parseVmPolicy(toml, '/p/vm.toml') });
@@ -69,13 +104,14 @@ t.test('decoder + handler hold every invariant on generated hostile input', asyn
   let chunks = 0;
   let bytes = 0;
   let replies = 0;
+  let allReplies = 0;
   const statuses = new Map<number, number>();
   const started = process.hrtime.bigint();
 
   const property = fc.property(
     fc.constantFrom(...Object.keys(POLICIES)),
     fc.constantFrom(...Object.keys(HOST_DATA)),
-    fc.array(piece, { minLength: 1, maxLength: 80, size: 'max' }),
+    fc.array(pieceOrAll, { minLength: 1, maxLength: 80, size: 'max' }),
     chunking,
     fc.array(fc.integer({ min: 0, max: 1500 }), { minLength: 1, maxLength: 5 }),
     (policyName, dataName, pieces, how, clockSteps) => {
@@ -118,7 +154,13 @@ t.test('decoder + handler hold every invariant on generated hostile input', asyn
             throw new Error(`sensitive value ${secret} leaked under ${policyName}: ${JSON.stringify(reply)}`);
           }
         }
-        const item = requestedItem(answered[index]?.raw ?? Buffer.alloc(0));
+        const raw = answered[index]?.raw ?? Buffer.alloc(0);
+        if (status === 200 && /^ *all\r?$/i.test(raw.toString('latin1'))) {
+          allReplies += 1;
+          const problem = allProblem(reply, allowedItems(policy), dataName);
+          if (problem !== undefined) throw new Error(`${problem} (policy ${policyName})`);
+        }
+        const item = requestedItem(raw);
         if (status === 200 && item !== undefined) {
           if (!allowedItems(policy).includes(item)) throw new Error(`200 for ${item} outside policy ${policyName}`);
           if (dataName === 'fresh' && item !== 'hosttime' && reply !== `1.0 200 ${ITEM_TEXT[item]}\n`) throw new Error(`${item} answered ${JSON.stringify(reply)}`);
@@ -133,13 +175,14 @@ t.test('decoder + handler hold every invariant on generated hostile input', asyn
   const details = await fc.check(property, { seed: SEED, numRuns: RUNS });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   t.comment(`${lines} request lines, ${chunks} chunks, ${bytes} bytes, ${replies} replies in ${seconds.toFixed(1)} s`);
-  t.comment(`statuses: ${[...statuses].sort(([a], [b]) => a - b).map(([s, n]) => `${s}×${n}`).join(' ')}`);
+  t.comment(`statuses: ${[...statuses].sort(([a], [b]) => a - b).map(([s, n]) => `${s}×${n}`).join(' ')}; ${allReplies} ALL replies read back`);
   if (details.failed) {
     t.fail(`fuzz failure, seed ${details.seed}, path "${details.counterexamplePath ?? ''}": ${String(details.errorInstance)}\n${fc.defaultReportMessage(details) ?? ''}`.slice(0, 20_000));
   } else {
     t.pass(`${details.numRuns} sessions passed (seed ${details.seed})`);
   }
   if (!details.failed) t.ok(lines >= MIN_LINES, `at least ${MIN_LINES} request lines fed (${lines})`);
+  if (!details.failed && RUNS >= 10_000) t.ok(allReplies > 1000, `ALL was answered 200 and read back (${allReplies} times)`);
   for (const status of [200, 400, 403, 404, 429, 503]) {
     if (!details.failed && RUNS >= 10_000) t.ok((statuses.get(status) ?? 0) > 0, `status ${status} was produced`);
   }

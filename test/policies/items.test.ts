@@ -2,7 +2,9 @@ import t from 'tap';
 import { DEFAULT_ALLOWED_ITEMS, HOST_ITEM_NAMES, ITEMS, ITEM_NAMES, isHostItemName, isItemName } from '../../policies/items.js';
 
 t.test('the default allow list is exactly the one the policy format documents', async (t) => {
-  t.same([...DEFAULT_ALLOWED_ITEMS].sort(), ['cpuusage', 'loadavg', 'physcores', 'physcpus', 'physmem', 'pressure', 'sockets', 'uptime', 'vcpudelay']);
+  t.same([...DEFAULT_ALLOWED_ITEMS].sort(), [
+    'cpulimit', 'cpuusage', 'loadavg', 'memlimit', 'physcores', 'physcpus', 'physmem', 'pressure', 'sockets', 'uptime', 'vcpudelay', 'vcpus', 'vmcputime', 'vmcpuusage', 'vmmem',
+  ]);
 });
 
 t.test('sensitive items are never allowed by default', async (t) => {
@@ -12,8 +14,16 @@ t.test('sensitive items are never allowed by default', async (t) => {
 });
 
 t.test('per-VM items are not sampled by the host cache', async (t) => {
-  t.same(ITEM_NAMES.filter((name) => !isHostItemName(name)), ['hosttime', 'hypervisor', 'vcpudelay']);
-  t.equal(HOST_ITEM_NAMES.length + 3, ITEM_NAMES.length);
+  const perVm = ['hosttime', 'hypervisor', 'vcpudelay', 'vmcputime', 'vmcpuusage', 'vcpus', 'vmmem', 'cpulimit', 'memlimit', 'vmname', 'vmuuid'];
+  t.same(ITEM_NAMES.filter((name) => !isHostItemName(name)), perVm);
+  t.equal(HOST_ITEM_NAMES.length + perVm.length, ITEM_NAMES.length);
+});
+
+t.test('items added after the first release come last: what guests parse keeps its place', async (t) => {
+  t.same(ITEM_NAMES.slice(0, 17), [
+    'physcpus', 'physcores', 'sockets', 'cpumodel', 'cpumhz', 'loadavg', 'cpuusage', 'pressure', 'physmem', 'swap', 'uptime',
+    'hosttime', 'hostname', 'kernel', 'hypervisor', 'vcpudelay', 'vmcount',
+  ]);
 });
 
 t.test('item names are recognised exactly, not through the prototype chain', async (t) => {

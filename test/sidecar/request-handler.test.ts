@@ -30,7 +30,18 @@ const SAMPLE: HeldSample = {
   },
 };
 
-const VM: VmFacts = { hypervisor: 'QEMU 7.2.22', vcpuDelay: { percent: 2.3456, measuredAt: NOW - 900 } };
+const VM: VmFacts = {
+  hypervisor: 'QEMU 7.2.22',
+  vcpuDelay: { percent: 2.3456, measuredAt: NOW - 900 },
+  name: 'web1',
+  uuid: '5c1d0f6e-8a7b-4c3d-9e2f-0a1b2c3d4e5f',
+  vcpus: 2,
+  cpuTime: { value: 1234.5678, measuredAt: NOW - 900 },
+  vcpuUsage: { value: 37.505, measuredAt: NOW - 900 },
+  memory: { value: { total: 262144, balloon: null }, measuredAt: NOW - 900 },
+  cpuLimit: { value: 1.5, measuredAt: NOW - 900 },
+  memLimit: { value: null, measuredAt: NOW - 900 },
+};
 
 function served(items: readonly ItemName[] = ITEM_NAMES, burst = 1000, intervalMs = 1000): Access {
   return { served: true, policy: { file: '/p/vm.toml', enabled: true, items, limit: { intervalMs, burst } } };
@@ -66,6 +77,14 @@ t.test('every item reads as the protocol table shows', async (t) => {
     hypervisor: 'QEMU 7.2.22',
     vcpudelay: '2.35',
     vmcount: '12',
+    vmcputime: '1234.57',
+    vmcpuusage: '37.51',
+    vcpus: '2',
+    vmmem: 'total=262144 balloon=none',
+    cpulimit: '1.50',
+    memlimit: 'none',
+    vmname: 'web1',
+    vmuuid: '5c1d0f6e-8a7b-4c3d-9e2f-0a1b2c3d4e5f',
   };
   for (const item of ITEM_NAMES) t.equal(ask(item), `1.0 200 ${expected[item]}\n`, item);
 });
@@ -191,4 +210,34 @@ t.test('a fault inside the handler costs one request: 500, not a crash', async (
   const broken = context({ sample: { receivedAt: NOW, values: { loadavg: 'not a tuple' as unknown as [number, number, number] } } });
   t.equal(ask('loadavg', broken), '1.0 500 internal error\n');
   t.equal(ask('PING', broken), '1.0 200 pong\n');
+});
+
+t.test('ALL: every permitted item on one line, one token', async (t) => {
+  const ctx = context({ access: served(['physcpus', 'cpumodel', 'loadavg', 'hostname', 'vcpus', 'vmmem', 'memlimit'], 1) });
+  const outcome = handleGuestFrame(ctx, new GuestLineDecoder().push(Buffer.from('ALL\n'))[0]!);
+  t.equal(outcome.reply, '1.0 200 physcpus=16 cpumodel="AMD EPYC 7B13 64-Core Processor" loadavg="0.52 0.48 0.40" hostname=host01 vcpus=2 vmmem="total=262144 balloon=none" memlimit=none\n');
+  t.same(outcome.audit, { command: 'all', status: 200 });
+  const again = handleGuestFrame({ ...ctx, limiter: outcome.limiter }, new GuestLineDecoder().push(Buffer.from('all\n'))[0]!);
+  t.equal(again.reply, '1.0 429 too many requests; retry after 1000 ms\n', 'ALL took exactly the one token of burst 1');
+});
+
+t.test('ALL: unavailable items in place, forbidden ones absent, arguments refused', async (t) => {
+  const items: ItemName[] = ['physcpus', 'pressure', 'hosttime', 'hypervisor', 'vcpudelay', 'vmcputime'];
+  const ctx = context({ access: served(items), sample: { receivedAt: NOW, values: { physcpus: 4 } }, vm: { hypervisor: undefined, vcpuDelay: undefined } });
+  t.equal(ask('ALL', ctx), '1.0 200 physcpus=4 pressure=unavailable hosttime=1795613704.391 hypervisor=unavailable vcpudelay=unavailable vmcputime=unavailable\n');
+  t.equal(ask('ALL', context({ sample: undefined, access: served(['loadavg', 'hosttime']) })), '1.0 200 loadavg=unavailable hosttime=1795613704.391\n', 'no host sample');
+  t.equal(ask('ALL', context({ access: served([]) })), '1.0 200 \n', 'a VM allowed no item gets an empty list');
+  t.equal(ask('ALL now'), '1.0 400 bad request: all takes no arguments\n');
+  t.equal(ask('ALL', context({ access: { served: false, reason: 'off' } })), '1.0 403 hostinfo is not enabled for this VM\n');
+});
+
+t.test('the new per-VM items: 503 with the reason when not known', async (t) => {
+  const unknown = context({ vm: { hypervisor: undefined, vcpuDelay: undefined } });
+  t.equal(ask('vmcputime', unknown), '1.0 503 host statistics unavailable: no CPU time measurement yet\n');
+  t.equal(ask('vcpus', unknown), '1.0 503 host statistics unavailable: vCPU threads not known\n');
+  t.equal(ask('vmname', unknown), '1.0 503 host statistics unavailable: this VM has no name (QEMU was started without -name)\n');
+  t.equal(ask('vmmem', context({ vm: { ...VM, memory: { why: 'no QMP socket for this VM' } } })), '1.0 503 host statistics unavailable: no QMP socket for this VM\n');
+  t.equal(ask('cpulimit', context({ vm: { ...VM, cpuLimit: { value: 2, measuredAt: NOW - 5001 } } })), '1.0 503 host statistics unavailable: newest sample is 5.0 s old\n');
+  t.equal(ask('vmname', context({ access: served(['physcpus']) })), '1.0 403 vmname is not permitted for this VM\n');
+  t.equal(ask('vmmem', context({ vm: { ...VM, memory: { value: { total: 4194304, balloon: 3145728 }, measuredAt: NOW } } })), '1.0 200 total=4194304 balloon=3145728\n');
 });
