@@ -26,6 +26,8 @@ export const CONTROL_SOCKET = 'hostinfod.sock';
 export const VM_RECORD_FILE = 'vm.json';
 export const GUEST_SOCKET = 'guest.sock';
 export const QMP_SOCKET = 'qmp.sock';
+/** The vhostmd port's chardev, when hostinfo.toml has [vhostmd] enabled = true. */
+export const VHOSTMD_SOCKET = 'vhostmd.sock';
 export const QEMU_PIDFILE = 'qemu.pid';
 
 export type RuntimeTreeErrorCode = 'RUNTIME_DIR_UNSAFE' | 'RUNTIME_DIR_MISSING' | 'RUNTIME_DIR_UNCREATABLE';

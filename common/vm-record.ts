@@ -16,6 +16,9 @@ export const MAX_SOCKET_PATH_BYTES = 107;
 
 export type Transport = 'isa-serial' | 'virtio-serial';
 
+/** The virtio-serial port vhostmd's guest tools open (vm-dump-metrics: /dev/virtio-ports/<name>). */
+export const VHOSTMD_PORT_NAME = 'org.github.vhostmd.1';
+
 export interface VmRecord {
   readonly v: typeof VM_RECORD_VERSION;
   /** The pid that becomes QEMU (the launcher execs it); with daemonize, QEMU's parent. */
@@ -36,11 +39,18 @@ export interface VmRecord {
    * such a record, in a directory of its own.
    */
   readonly attached?: AttachedSockets | undefined;
+  /**
+   * The VM also has a vhostmd port (VHOSTMD_PORT_NAME): on <vm dir>/vhostmd.sock when launched,
+   * on attached.vhostmdSocket when attached. Absent: no such port.
+   */
+  readonly vhostmd?: true | undefined;
 }
 
 export interface AttachedSockets {
   readonly guestSocket: string;
   readonly qmpSocket: string | undefined;
+  /** Only with `vhostmd: true`, which an attached record has only with this. */
+  readonly vhostmdSocket?: string | undefined;
 }
 
 export type VmRecordResult = { readonly ok: true; readonly record: VmRecord } | { readonly ok: false; readonly problem: string };
@@ -77,11 +87,16 @@ export function parseVmRecord(text: string): VmRecordResult {
       guestDevice: r['guestDevice'] as string,
       pidfile: r['pidfile'] as string | undefined,
       ...(r['attached'] === undefined ? {} : { attached: attachedOf(r['attached'] as Record<string, unknown>) }),
+      ...(r['vhostmd'] === true ? { vhostmd: true } : {}),
     },
   };
 }
 
-const attachedOf = (raw: Record<string, unknown>): AttachedSockets => ({ guestSocket: raw['guestSocket'] as string, qmpSocket: raw['qmpSocket'] as string | undefined });
+const attachedOf = (raw: Record<string, unknown>): AttachedSockets => ({
+  guestSocket: raw['guestSocket'] as string,
+  qmpSocket: raw['qmpSocket'] as string | undefined,
+  ...(raw['vhostmdSocket'] === undefined ? {} : { vhostmdSocket: raw['vhostmdSocket'] as string }),
+});
 
 /** A unix socket path a sidecar can connect to: absolute, and short enough for sun_path. */
 export function checkSocketPath(value: unknown): string | undefined {
@@ -98,8 +113,19 @@ function checkAttached(value: unknown): string | undefined {
   if (guest !== undefined) return `attached.guestSocket ${guest}`;
   const qmp = value['qmpSocket'] === undefined ? undefined : checkSocketPath(value['qmpSocket']);
   if (qmp !== undefined) return `attached.qmpSocket ${qmp}`;
-  const extra = Object.keys(value).find((key) => key !== 'guestSocket' && key !== 'qmpSocket');
+  const vhostmd = value['vhostmdSocket'] === undefined ? undefined : checkSocketPath(value['vhostmdSocket']);
+  if (vhostmd !== undefined) return `attached.vhostmdSocket ${vhostmd}`;
+  const extra = Object.keys(value).find((key) => key !== 'guestSocket' && key !== 'qmpSocket' && key !== 'vhostmdSocket');
   return extra === undefined ? undefined : `unexpected key attached.${JSON.stringify(extra).slice(0, 40)}`;
+}
+
+/** `vhostmd`: true or absent; an attached VM's port socket comes with it, and only with it. */
+function checkVhostmd(value: unknown, attached: unknown): string | undefined {
+  if (value !== undefined && value !== true) return 'vhostmd must be true when present';
+  if (!isPlainObject(attached)) return undefined;
+  const socket = attached['vhostmdSocket'] !== undefined;
+  if (value === true && !socket) return 'an attached VM with vhostmd needs attached.vhostmdSocket';
+  return value !== true && socket ? 'attached.vhostmdSocket needs vhostmd: true' : undefined;
 }
 
 function checkFields(r: Record<string, unknown>): string | undefined {
@@ -117,7 +143,9 @@ function checkFields(r: Record<string, unknown>): string | undefined {
   const attached = checkAttached(r['attached']);
   if (attached !== undefined) return attached;
   if (r['attached'] !== undefined && pidfile !== undefined) return 'an attached VM has no pidfile to follow: attach gives QEMU\'s own pid';
-  const known = ['v', 'pid', 'startTime', 'name', 'uuid', 'transport', 'guestDevice', 'pidfile', 'attached'];
+  const vhostmd = checkVhostmd(r['vhostmd'], r['attached']);
+  if (vhostmd !== undefined) return vhostmd;
+  const known = ['v', 'pid', 'startTime', 'name', 'uuid', 'transport', 'guestDevice', 'pidfile', 'attached', 'vhostmd'];
   const extra = Object.keys(r).find((key) => !known.includes(key));
   return extra === undefined ? undefined : `unexpected key ${JSON.stringify(extra).slice(0, 40)}`;
 }

@@ -35,12 +35,14 @@ Verbs:
   reload [--json]        re-read hostinfo.toml and every VM's policy now (as SIGHUP does) and
                          print, per VM, what changed
   attach --pid PID --guest-socket PATH [--transport isa-serial|virtio-serial] [--name NAME]
-         [--uuid UUID] [--qmp-socket PATH] [--guest-device DEV] [--json]
+         [--uuid UUID] [--qmp-socket PATH] [--guest-device DEV] [--vhostmd-socket PATH] [--json]
                          serve a VM hostinfo did not launch until its QEMU (PID) exits. PATH is
                          the unix socket QEMU listens on for the guest's port (transport default
                          isa-serial, guest device default /dev/ttyS1 or org.hostinfo.0). Without
                          --qmp-socket, name and uuid are what you give, vCPU threads are found by
                          their names (QEMU's -name ...,debug-threads=on), hypervisor answers 503.
+                         --vhostmd-socket: the chardev of the VM's port org.github.vhostmd.1
+                         (a libvirt <channel> of that name), answered with vhostmd's protocol.
   detach VM [--json]     stop serving an attached VM (id, name, uuid or QEMU pid)
   explain VM [--json]    which policy file applies to VM (id, name, uuid or QEMU pid) and why:
                          every candidate (<uuid>.toml, <name>.toml, default.toml) and whether it
@@ -101,6 +103,7 @@ const FLAGS = {
   config: { type: 'string' }, 'runtime-dir': { type: 'string' }, json: { type: 'boolean' },
   pid: { type: 'string' }, 'guest-socket': { type: 'string' }, transport: { type: 'string' }, name: { type: 'string' },
   uuid: { type: 'string' }, 'qmp-socket': { type: 'string' }, 'guest-device': { type: 'string' }, serial: { type: 'string' }, root: { type: 'string' },
+  'vhostmd-socket': { type: 'string' },
   help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' },
 } as const;
 type Flag = keyof typeof FLAGS;
@@ -110,7 +113,7 @@ const COMMON: readonly Flag[] = ['config', 'runtime-dir'];
 const VERB_FLAGS: Readonly<Record<string, readonly Flag[]>> = {
   status: ['json'],
   reload: ['json'],
-  attach: ['json', 'pid', 'guest-socket', 'transport', 'name', 'uuid', 'qmp-socket', 'guest-device'],
+  attach: ['json', 'pid', 'guest-socket', 'transport', 'name', 'uuid', 'qmp-socket', 'guest-device', 'vhostmd-socket'],
   detach: ['json'],
   query: ['json'],
   check: ['json'],
@@ -179,7 +182,7 @@ function attachOf(values: Values, json: boolean): Command | string {
   const socketProblem = checkSocketPath(guestSocket);
   if (socketProblem !== undefined) return `--guest-socket ${socketProblem}`;
   const transport = (text('transport') ?? 'isa-serial') as Transport;
-  const spec = attachSpecOf({ pid: Number(pid), name: text('name'), uuid: text('uuid'), transport, guestSocket, qmpSocket: text('qmp-socket'), guestDevice: text('guest-device') });
+  const spec = attachSpecOf({ pid: Number(pid), name: text('name'), uuid: text('uuid'), transport, guestSocket, qmpSocket: text('qmp-socket'), guestDevice: text('guest-device'), vhostmdSocket: text('vhostmd-socket') });
   if (typeof spec === 'string') return spec.replace(/^vm\.(\w+)/, (_whole, key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
   return { verb: 'attach', spec: { ...spec, guestDevice: text('guest-device') }, json };
 }

@@ -44,8 +44,12 @@ export interface Explanation {
   /** What the daemon decided when it last read them (its status). */
   readonly daemon: AccessSummary;
   readonly agrees: boolean;
-  /** vhostmd emulation does not exist in this version. */
-  readonly vhostmd: null;
+  /**
+   * `port`: the VM has vhostmd's port, answered under the same policy (null: the daemon is older
+   * than that port and does not say); `enabled`: hostinfo.toml's [vhostmd] enabled, what VMs the
+   * launcher starts from now on get.
+   */
+  readonly vhostmd: { readonly port: boolean | null; readonly enabled: boolean };
 }
 
 const summaryOf = (access: Access): AccessSummary =>
@@ -110,7 +114,7 @@ export async function explainVm(config: HostConfig, vm: VmStatus): Promise<Expla
     decision,
     daemon,
     agrees: JSON.stringify(decision) === JSON.stringify(daemon),
-    vhostmd: null,
+    vhostmd: { port: vm.vhostmd ?? null, enabled: config.vhostmd?.enabled === true },
   };
 }
 
@@ -121,6 +125,13 @@ function candidateState(candidate: Candidate, applying: string | undefined): str
   if (candidate.read) return candidate.exists ? (candidate.file === applying ? 'exists: applies' : 'exists') : 'missing';
   const first = applying === undefined ? 'an earlier file' : applying;
   return `not read (${first} comes first)${candidate.exists === true ? ', exists' : candidate.exists === false ? ', missing' : ''}`;
+}
+
+function vhostmdText({ port, enabled }: Explanation['vhostmd']): string {
+  const config = `[vhostmd] enabled = ${String(enabled)} in hostinfo.toml`;
+  if (port === true) return 'on: port org.github.vhostmd.1, answered under the policy above (same items, same token bucket)';
+  if (port === null) return `unknown (the daemon does not say; ${config})`;
+  return `off: this VM has no vhostmd port (${enabled ? `${config}, but the VM was started before that or attached without --vhostmd-socket` : config})`;
 }
 
 export function explainText(explanation: Explanation): string {
@@ -158,6 +169,6 @@ export function explainText(explanation: Explanation): string {
   if (!explanation.agrees) {
     lines.push('note: the daemon decided otherwise than the files say now: they changed since it read them (it re-reads the policy directory by itself within moments; hostinfo-ctl reload applies them now), or the daemon runs with another config or HOSTINFO_POLICY_DIR than this command');
   }
-  lines.push(line(['vhostmd', 'not available in this version']));
+  lines.push(line(['vhostmd', vhostmdText(explanation.vhostmd)]));
   return `${lines.join('\n')}\n`;
 }

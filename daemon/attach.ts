@@ -37,7 +37,7 @@ export function attachVm(spec: AttachSpec, context: AttachContext): { id: string
   }
   const uid = processUid(spec.pid);
   if (context.daemonUid !== 0 && uid !== context.daemonUid) throw new ProtocolError('REFUSED', `pid ${spec.pid} runs as uid ${uid}; a hostinfod not running as root serves only its own user's VMs`);
-  for (const path of [spec.guestSocket, spec.qmpSocket]) {
+  for (const path of [spec.guestSocket, spec.qmpSocket, spec.vhostmdSocket]) {
     if (path === undefined) continue;
     const problem = notASocket(path);
     if (problem !== undefined) throw new ProtocolError('REFUSED', problem);
@@ -51,7 +51,8 @@ export function attachVm(spec: AttachSpec, context: AttachContext): { id: string
     transport: spec.transport,
     guestDevice: spec.guestDevice,
     pidfile: undefined,
-    attached: { guestSocket: spec.guestSocket, qmpSocket: spec.qmpSocket },
+    attached: { guestSocket: spec.guestSocket, qmpSocket: spec.qmpSocket, ...(spec.vhostmdSocket === undefined ? {} : { vhostmdSocket: spec.vhostmdSocket }) },
+    ...(spec.vhostmdSocket === undefined ? {} : { vhostmd: true }),
   };
   const id = publish(join(context.runtimeDir, VMS_DIR), record, spec);
   context.scan();

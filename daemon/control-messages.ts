@@ -23,6 +23,8 @@ export interface AttachSpec {
   readonly qmpSocket: string | undefined;
   /** What the guest opens; default /dev/ttyS1 (isa-serial) or org.hostinfo.0 (virtio-serial). */
   readonly guestDevice: string;
+  /** The chardev socket of the VM's vhostmd port (org.github.vhostmd.1), if it has one. */
+  readonly vhostmdSocket?: string | undefined;
 }
 
 export type ControlRequest =
@@ -105,6 +107,8 @@ export function attachSpecOf(vm: unknown): AttachSpec | string {
   const qmp = vm['qmpSocket'] === undefined ? undefined : checkSocketPath(vm['qmpSocket']);
   if (qmp !== undefined) return `vm.qmpSocket ${qmp}`;
   if (!optionalText(vm['guestDevice'], MAX_GUEST_DEVICE_LENGTH)) return `vm.guestDevice must be a string of 1 to ${MAX_GUEST_DEVICE_LENGTH} characters`;
+  const vhostmd = vm['vhostmdSocket'] === undefined ? undefined : checkSocketPath(vm['vhostmdSocket']);
+  if (vhostmd !== undefined) return `vm.vhostmdSocket ${vhostmd}`;
   return {
     pid,
     name: vm['name'] as string | undefined,
@@ -113,5 +117,6 @@ export function attachSpecOf(vm: unknown): AttachSpec | string {
     guestSocket: vm['guestSocket'] as string,
     qmpSocket: vm['qmpSocket'] as string | undefined,
     guestDevice: (vm['guestDevice'] as string | undefined) ?? (transport === 'isa-serial' ? '/dev/ttyS1' : 'org.hostinfo.0'),
+    ...(vm['vhostmdSocket'] === undefined ? {} : { vhostmdSocket: vm['vhostmdSocket'] as string }),
   };
 }

@@ -83,6 +83,8 @@ export interface VmStatus {
   readonly transport: Transport;
   /** Attached (hostinfo-ctl attach) rather than launched through hostinfo. */
   readonly attached: boolean;
+  /** It also has vhostmd's port (org.github.vhostmd.1); absent from a daemon older than that port. */
+  readonly vhostmd?: boolean;
   readonly served: boolean;
   readonly reason: string | null;
   /** The policy file that decided, and its rate limit, when served. */

@@ -10,7 +10,7 @@ import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GUEST_SOCKET, LOGS_DIR, QMP_SOCKET, openLogNoFollow } from '../common/runtime-tree.js';
+import { GUEST_SOCKET, LOGS_DIR, QMP_SOCKET, VHOSTMD_SOCKET, openLogNoFollow } from '../common/runtime-tree.js';
 import type { VmRecord } from '../common/vm-record.js';
 import { findAccount, type Account } from './passwd.js';
 import { ownerAccount, runAs, type RunAccount } from './run-as.js';
@@ -18,10 +18,11 @@ import { unsafeSocketPath } from './socket-path.js';
 import { connectWhenListening, type VmDirOwner } from './vm-dir.js';
 
 export const SIDECAR_MAIN = fileURLToPath(new URL('../sidecar/main.js', import.meta.url));
-/** Sidecar fds: 3 the daemon channel, 4 QMP, 5 the guest chardev (fd mode only). */
+/** Sidecar fds: 3 the daemon channel, 4 QMP, 5 the guest chardev, 6 the vhostmd chardev (fd mode only). */
 export const CHANNEL_FD = 3;
 const QMP_FD = 4;
 const GUEST_FD = 5;
+const VHOSTMD_FD = 6;
 
 /** Who a sidecar runs as (see run-as.ts). */
 export type SidecarAccount = RunAccount;
@@ -43,6 +44,8 @@ export interface SidecarReach {
   readonly guestSocket: string;
   /** Undefined: an attached VM without a QMP socket to spare. */
   readonly qmpSocket: string | undefined;
+  /** The vhostmd port's chardev; undefined: the VM has none. */
+  readonly vhostmdSocket?: string | undefined;
   /** The daemon connects and hands the fds over (the sidecar's user could not reach them). */
   readonly connectForIt: boolean;
   /** The sockets are outside the VM's directory (attached): checked before the daemon connects. */
@@ -51,7 +54,10 @@ export interface SidecarReach {
 
 /** A launched VM's sockets are in its directory; an attached one's where its record says. */
 export function reachOf(dir: string, record: VmRecord, connectForIt: boolean): SidecarReach {
-  if (record.attached === undefined) return { guestSocket: join(dir, GUEST_SOCKET), qmpSocket: join(dir, QMP_SOCKET), connectForIt, outside: false };
+  if (record.attached === undefined) {
+    const vhostmd = record.vhostmd === true ? { vhostmdSocket: join(dir, VHOSTMD_SOCKET) } : {};
+    return { guestSocket: join(dir, GUEST_SOCKET), qmpSocket: join(dir, QMP_SOCKET), ...vhostmd, connectForIt, outside: false };
+  }
   return { ...record.attached, connectForIt, outside: true };
 }
 
@@ -80,7 +86,7 @@ export async function launchSidecar(launch: SidecarLaunch): Promise<LaunchedSide
     const sidecar = [process.execPath, SIDECAR_MAIN, '--channel-fd', String(CHANNEL_FD), ...reachFlags(reach, sockets !== undefined), '--qemu-pid', String(launch.qemuPid)];
     const [command, prefix] = runAs(launch.account);
     // fd 4 stays closed in the sidecar when there is no QMP socket.
-    const passed: StdioOptions = sockets === undefined ? [] : [sockets.qmp ?? 'ignore', sockets.guest];
+    const passed: StdioOptions = sockets === undefined ? [] : [sockets.qmp ?? 'ignore', sockets.guest, ...(sockets.vhostmd === undefined ? [] : [sockets.vhostmd])];
     const child = spawn(command, [...prefix, ...sidecar], {
       stdio: ['ignore', log, log, 'pipe', ...passed],
       // Nothing of the daemon's environment is the sidecar's business.
@@ -99,29 +105,30 @@ export async function launchSidecar(launch: SidecarLaunch): Promise<LaunchedSide
     // The sidecar has its own copies; QEMU must see the connection end when the sidecar does.
     sockets?.qmp?.destroy();
     sockets?.guest.destroy();
+    sockets?.vhostmd?.destroy();
   }
 }
 
 function reachFlags(reach: SidecarReach, byFd: boolean): string[] {
   const qmp = reach.qmpSocket === undefined ? [] : byFd ? ['--qmp-fd', String(QMP_FD)] : ['--qmp', reach.qmpSocket];
-  return [...qmp, ...(byFd ? ['--guest-fd', String(GUEST_FD)] : ['--guest', reach.guestSocket])];
+  const vhostmd = reach.vhostmdSocket === undefined ? [] : byFd ? ['--vhostmd-fd', String(VHOSTMD_FD)] : ['--vhostmd', reach.vhostmdSocket];
+  return [...qmp, ...(byFd ? ['--guest-fd', String(GUEST_FD)] : ['--guest', reach.guestSocket]), ...vhostmd];
 }
 
+type DaemonSockets = { qmp: Socket | undefined; guest: Socket; vhostmd: Socket | undefined };
+
 /** The daemon's own connections for a sidecar that could not open them, checked first when outside the VM's directory. */
-async function connectForSidecar(launch: SidecarLaunch): Promise<{ qmp: Socket | undefined; guest: Socket }> {
+async function connectForSidecar(launch: SidecarLaunch): Promise<DaemonSockets> {
   const { reach } = launch;
-  const paths = [reach.qmpSocket, reach.guestSocket].filter((path): path is string => path !== undefined);
+  const paths = [reach.qmpSocket, reach.guestSocket, reach.vhostmdSocket].filter((path): path is string => path !== undefined);
   for (const path of reach.outside ? paths : []) {
     const unsafe = unsafeSocketPath(path, launch.trustedUids);
     if (unsafe !== undefined) throw new Error(`not connecting to ${path}: ${unsafe}`);
   }
-  const [qmp, guest] = await Promise.allSettled([
-    reach.qmpSocket === undefined ? undefined : connectWhenListening(reach.qmpSocket, launch.alive),
-    connectWhenListening(reach.guestSocket, launch.alive),
-  ]);
-  if (qmp.status === 'fulfilled' && guest.status === 'fulfilled') return { qmp: qmp.value, guest: guest.value };
-  // One connected while the other failed: QEMU must not keep a client nobody reads.
-  if (qmp.status === 'fulfilled') qmp.value?.destroy();
-  if (guest.status === 'fulfilled') guest.value.destroy();
-  throw (qmp.status === 'rejected' ? qmp.reason : (guest as PromiseRejectedResult).reason) as Error;
+  const optional = (path: string | undefined): Promise<Socket | undefined> => (path === undefined ? Promise.resolve(undefined) : connectWhenListening(path, launch.alive));
+  const [qmp, guest, vhostmd] = await Promise.allSettled([optional(reach.qmpSocket), connectWhenListening(reach.guestSocket, launch.alive), optional(reach.vhostmdSocket)]);
+  if (qmp.status === 'fulfilled' && guest.status === 'fulfilled' && vhostmd.status === 'fulfilled') return { qmp: qmp.value, guest: guest.value, vhostmd: vhostmd.value };
+  // Some connected while another failed: QEMU must not keep a client nobody reads.
+  for (const settled of [qmp, guest, vhostmd]) if (settled.status === 'fulfilled') settled.value?.destroy();
+  throw ([qmp, guest, vhostmd].find((settled) => settled.status === 'rejected') as PromiseRejectedResult).reason as Error;
 }

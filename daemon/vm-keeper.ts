@@ -164,6 +164,7 @@ export class VmKeeper extends EventEmitter<KeeperEvents> implements SidecarLink 
       guestDevice: this.record.guestDevice,
       transport: this.record.transport,
       attached: this.record.attached !== undefined,
+      vhostmd: this.record.vhostmd === true,
       served: access.served,
       reason: access.served ? null : access.reason,
       file: access.served ? access.policy.file : null,

@@ -15,6 +15,8 @@ import { kvmFlags, parseLauncherFlags, USAGE, type LauncherFlags } from './cli.j
 import { ensureDaemon } from './daemon-starter.js';
 import { scanQemuArgs } from './qemu-args-scan.js';
 import { findQemu } from './qemu-binary.js';
+import { qemuVersionOf, versionCacheDir } from './qemu-version-probe.js';
+import type { QemuVersion } from './qemu-versions.js';
 import { planNotices } from './notices.js';
 import { planAndRegister } from './register.js';
 import { execScript, exitScript } from './shell-plan.js';
@@ -78,7 +80,7 @@ async function main(): Promise<string> {
   if (scanQemuArgs(flags.qemuArgs).passthrough !== undefined) return plain;
   const pid = frontPid();
   if (pid === undefined) return notThroughFront();
-  const served = await serve(flags, pid);
+  const served = await serve(flags, pid, qemuVersionOf(qemu.path, versionCacheDir(process.env)));
   if (served.kind === 'plain') return plain;
   if (served.kind === 'refused') return exitScript(EXIT_USAGE);
   return execScript(qemu.path, served.args);
@@ -103,7 +105,7 @@ async function kvmMain(): Promise<string> {
     say(`${problem}; starting QEMU without hostinfo`);
     return plain;
   }
-  const served = await serve(flags, pid);
+  const served = await serve(flags, pid, qemuVersionOf(qemu.path, undefined));
   // A VM manager gave these arguments; hostinfo never keeps its VM from starting.
   if (served.kind !== 'wrapped') return plain;
   return execScript(qemu.path, served.args);
@@ -115,7 +117,7 @@ type Served = { readonly kind: 'wrapped'; readonly args: readonly string[] } | {
  * Everything that can keep hostinfo from serving this VM ends in QEMU starting without it,
  * loudly: a broken hostinfo setup must never keep a VM from starting.
  */
-async function serve(flags: LauncherFlags, pid: number): Promise<Served> {
+async function serve(flags: LauncherFlags, pid: number, qemuVersion: Promise<QemuVersion | undefined>): Promise<Served> {
   const without = (why: string): Served => {
     if (KVM_MODE) say(`${why.trim().split('\n').join('; ')}; starting QEMU without hostinfo`);
     else say(`${why}\nhostinfo-qemu: starting QEMU without hostinfo`);
@@ -152,9 +154,11 @@ async function serve(flags: LauncherFlags, pid: number): Promise<Served> {
   } catch (error) {
     return without((error as Error).message);
   }
+  // Asked before the config was loaded (qemu-version-probe.ts): usually answered by now.
+  const version = await qemuVersion;
   let plan;
   try {
-    plan = planAndRegister(flags.qemuArgs, { transport: flags.transport, vmsDir: resolve(config.runtimeDir, VMS_DIR), launcherPid: pid }, { pid, startTime, cwd: process.cwd() });
+    plan = planAndRegister(flags.qemuArgs, { qemuVersion: version, transport: flags.transport, vmsDir: resolve(config.runtimeDir, VMS_DIR), launcherPid: pid, vhostmd: config.vhostmd?.enabled === true }, { pid, startTime, cwd: process.cwd() });
   } catch (error) {
     return without(`cannot register the VM under ${config.runtimeDir}: ${(error as Error).message}`);
   }

@@ -1,7 +1,8 @@
 // Reads the user's QEMU arguments into the facts the launcher's rewriting depends on. Pure: no
 // file is read (so `-readconfig` contents are invisible, see qemu-args.ts) and nothing is run.
-// Every rule below was checked against QEMU 7.2 (see test/launcher/qemu-real.test.ts and the
-// notes in test/launcher/qemu-args.test.ts and qemu-args-set.test.ts).
+// Every rule below was checked against QEMU 7.2, and against 10.0 by test/launcher/qemu-real.test.ts
+// (see it and the notes in test/launcher/qemu-args.test.ts and qemu-args-set.test.ts); what differs
+// between versions is in qemu-versions.ts.
 //
 // The scan runs in three steps, as QEMU's vl.c does: the argv words are split into options
 // (readOptions), each option is noted in command-line order (noteOption: `-set` changes the
@@ -10,7 +11,7 @@
 // options: vl.c decides on default devices and creates devices after parsing everything.
 
 import { asksForHelp, isHelpWord, optionValue, parseOptionString, type OptionPair } from './qemu-options.js';
-import { optionArity } from './qemu-options-table.js';
+import { optionArityOn, type QemuVersion } from './qemu-versions.js';
 import {
   numberOf, type SettableOptions, type DeviceFacts, keyvalDevice, keyvalDeviceFacts, jsonDeviceFacts, globalOptions, type GlobalFacts, globalFacts, isaSerialGlobal, readSet,
 } from './qemu-device-props.js';
@@ -88,12 +89,12 @@ type ArgOption =
  * vl.c's reading of argv: a word not starting with '-' is a disk image (hda); `--foo` is `-foo`;
  * an option that takes a value takes the next word, whatever it looks like.
  */
-function* readOptions(args: readonly string[]): Generator<ArgOption> {
+function* readOptions(args: readonly string[], version: QemuVersion | undefined): Generator<ArgOption> {
   for (let i = 0; i < args.length; i += 1) {
     const word = args[i] ?? '';
     if (!word.startsWith('-')) continue;
     const name = word.startsWith('--') ? word.slice(2) : word.slice(1);
-    const arity = optionArity(name);
+    const arity = optionArityOn(name, version);
     if (arity === 'unknown') {
       yield { kind: 'unknown', word };
       continue;
@@ -276,9 +277,10 @@ function summarize(state: ScanState): ScannedArgs {
   };
 }
 
-export function scanQemuArgs(args: readonly string[]): ScannedArgs {
+/** `version`: the QEMU's that will run (qemu-versions.ts); undefined, any QEMU's reading. */
+export function scanQemuArgs(args: readonly string[], version?: QemuVersion): ScannedArgs {
   const state = emptyState();
-  for (const option of readOptions(args)) {
+  for (const option of readOptions(args, version)) {
     if (option.kind === 'unknown') state.unknownOptions.push(option.word);
     else if (option.kind === 'flag') noteFlag(state, option.name);
     // QEMU exits with "requires an argument"; appending ours would hand it our first word instead.

@@ -20,9 +20,11 @@ import { safeNameStem, safeUuidStem } from '../policies/policy-lookup.js';
 import { scanQemuArgs, type PassthroughReason, type ScannedArgs } from './qemu-args-scan.js';
 import { chooseSerialIndex, countSerials, MAX_ISA_SERIAL_PORTS, ourIobase, ourSerialAsJson, restoredDefaults } from './qemu-args-serial.js';
 import { escapeOptionValue } from './qemu-options.js';
+import type { QemuVersion } from './qemu-versions.js';
+import { VHOSTMD_PORT_NAME, vhostmdArguments, vhostmdIds, vhostmdNameTaken, type VhostmdIds } from './qemu-args-vhostmd.js';
 
 import type { Transport } from '../common/vm-record.js';
-import { GUEST_SOCKET, QEMU_PIDFILE, QMP_SOCKET } from '../common/runtime-tree.js';
+import { GUEST_SOCKET, QEMU_PIDFILE, QMP_SOCKET, VHOSTMD_SOCKET } from '../common/runtime-tree.js';
 
 export type { Transport };
 
@@ -33,6 +35,10 @@ export interface PlanOptions {
   readonly launcherPid: number;
   /** Directory names already taken (the caller got EEXIST): the next candidate is used. */
   readonly existingDirs?: Iterable<string>;
+  /** hostinfo.toml `[vhostmd] enabled`: add vhostmd's port too (qemu-args-vhostmd.ts). */
+  readonly vhostmd?: boolean;
+  /** The QEMU that will run (its `-version`): which options it has (qemu-versions.ts). Undefined: any QEMU's. */
+  readonly qemuVersion?: QemuVersion | undefined;
 }
 
 export type PlanErrorCode =
@@ -65,6 +71,8 @@ export interface PlanIds {
   readonly port: string;
   /** virtio-serial only: the virtio-serial-pci device; its bus is `${bus}.0`. */
   readonly bus?: string;
+  /** With [vhostmd] enabled: vhostmd's port, its chardev and (isa-serial) its bus. */
+  readonly vhostmd?: VhostmdIds;
 }
 
 export interface WrapPlan {
@@ -80,6 +88,8 @@ export interface WrapPlan {
   readonly vmDir: string;
   readonly guestSocket: string;
   readonly qmpSocket: string;
+  /** With [vhostmd] enabled: the chardev socket of vhostmd's port. */
+  readonly vhostmdSocket?: string;
   /** From the user's `-name` / `-uuid`, for logging and the directory name; QMP stays the authority. */
   readonly name?: string;
   readonly uuid?: string;
@@ -142,14 +152,15 @@ type Step<T> = T | PlanError;
 const failed = <T>(step: Step<T>): step is PlanError => typeof step === 'object' && step !== null && (step as { mode?: unknown }).mode === 'error';
 
 /** Step: the ids of the launcher's chardevs and devices. */
-function chooseIds(userArgs: readonly string[], transport: Transport): Step<PlanIds> {
+function chooseIds(userArgs: readonly string[], transport: Transport, vhostmd: boolean): Step<PlanIds> {
   const stem = chooseIdStem(userArgs);
   if (stem === undefined) {
     return planError('ID_CLASH', `hostinfo-qemu could not find a free id: the QEMU arguments mention every id from ${ID_STEM}0 to ${ID_STEM}${MAX_ID_TRIES - 1}.`);
   }
-  return transport === 'virtio-serial'
+  const ids = transport === 'virtio-serial'
     ? { chardev: stem, qmpChardev: `${stem}-qmp`, port: `${stem}-port`, bus: `${stem}-bus` }
     : { chardev: stem, qmpChardev: `${stem}-qmp`, port: `${stem}-port` };
+  return vhostmd ? { ...ids, vhostmd: vhostmdIds(stem, ids.bus) } : ids;
 }
 
 /** Step: the QEMU defaults the launcher's options switch off, to be written out again. */
@@ -165,7 +176,10 @@ function chooseRestoredDefaults(scan: ScannedArgs, transport: Transport): Step<s
 type GuestPort = { readonly serialIndex: number } | { readonly portName: string };
 
 /** Step: where the guest finds the port, an ISA serial index or the virtio-serial port name. */
-function chooseGuestPort(scan: ScannedArgs, transport: Transport, restored: readonly string[]): Step<GuestPort> {
+function chooseGuestPort(scan: ScannedArgs, transport: Transport, restored: readonly string[], vhostmd: boolean): Step<GuestPort> {
+  if (vhostmd && vhostmdNameTaken(scan)) {
+    return planError('PORT_NAME_CLASH', `The QEMU arguments already define a virtio-serial port named ${VHOSTMD_PORT_NAME}; hostinfo-qemu needs that name for its vhostmd port ([vhostmd] enabled in hostinfo.toml).`);
+  }
   if (transport === 'virtio-serial') {
     if (scan.virtserialportNames.includes(VIRTIO_PORT_NAME)) {
       return planError('PORT_NAME_CLASH', `The QEMU arguments already define a virtio-serial port named ${VIRTIO_PORT_NAME}; hostinfo-qemu needs that name for its own port.`);
@@ -196,6 +210,7 @@ interface VmPaths {
   readonly vmDir: string;
   readonly guestSocket: string;
   readonly qmpSocket: string;
+  readonly vhostmdSocket?: string;
 }
 
 /** Step: the VM's directory (the first free candidate) and the sockets in it. */
@@ -214,7 +229,8 @@ function chooseVmPaths(scan: ScannedArgs, options: PlanOptions): Step<VmPaths> {
   const vmDir = posix.join(options.vmsDir, vmDirName);
   const guestSocket = posix.join(vmDir, GUEST_SOCKET);
   const qmpSocket = posix.join(vmDir, QMP_SOCKET);
-  for (const socket of [guestSocket, qmpSocket]) {
+  const vhostmd = options.vhostmd === true ? { vhostmdSocket: posix.join(vmDir, VHOSTMD_SOCKET) } : {};
+  for (const socket of [guestSocket, qmpSocket, ...Object.values(vhostmd)]) {
     const bytes = Buffer.byteLength(socket);
     if (bytes > MAX_UNIX_SOCKET_PATH_BYTES) {
       return planError(
@@ -223,7 +239,7 @@ function chooseVmPaths(scan: ScannedArgs, options: PlanOptions): Step<VmPaths> {
       );
     }
   }
-  return { vmDirName, vmDir, guestSocket, qmpSocket };
+  return { vmDirName, vmDir, guestSocket, qmpSocket, ...vhostmd };
 }
 
 /** The `-device` options of the launcher's port. */
@@ -248,6 +264,7 @@ function ourArguments(scan: ScannedArgs, ids: PlanIds, restored: readonly string
     ...restored,
     '-chardev', socketOption(ids.chardev, paths.guestSocket),
     ...portDevices(scan, ids, port),
+    ...(ids.vhostmd === undefined || paths.vhostmdSocket === undefined ? [] : vhostmdArguments(ids.vhostmd, ids.bus, socketOption(ids.vhostmd.chardev, paths.vhostmdSocket))),
     '-chardev', socketOption(ids.qmpChardev, paths.qmpSocket),
     '-mon', `chardev=${ids.qmpChardev},mode=control`,
     ...(ownPidfile === undefined ? [] : ['-pidfile', ownPidfile]),
@@ -255,13 +272,13 @@ function ourArguments(scan: ScannedArgs, ids: PlanIds, restored: readonly string
 }
 
 export function planQemuArgs(userArgs: readonly string[], options: PlanOptions): QemuPlan {
-  const scan = scanQemuArgs(userArgs);
+  const scan = scanQemuArgs(userArgs, options.qemuVersion);
   if (scan.passthrough !== undefined) return { mode: 'passthrough', reason: scan.passthrough, args: [...userArgs] };
-  const ids = chooseIds(userArgs, options.transport);
+  const ids = chooseIds(userArgs, options.transport, options.vhostmd === true);
   if (failed(ids)) return ids;
   const restored = chooseRestoredDefaults(scan, options.transport);
   if (failed(restored)) return restored;
-  const port = chooseGuestPort(scan, options.transport, restored);
+  const port = chooseGuestPort(scan, options.transport, restored, options.vhostmd === true);
   if (failed(port)) return port;
   const paths = chooseVmPaths(scan, options);
   if (failed(paths)) return paths;

@@ -26,6 +26,7 @@ export function vmRecordOf(plan: WrapPlan, registration: Registration): VmRecord
     transport: plan.transport,
     guestDevice: plan.serialIndex !== undefined ? `/dev/ttyS${plan.serialIndex}` : plan.portName ?? 'org.hostinfo.0',
     pidfile: plan.pidfile === undefined ? undefined : isAbsolute(plan.pidfile) ? plan.pidfile : resolve(registration.cwd, plan.pidfile),
+    ...(plan.vhostmdSocket === undefined ? {} : { vhostmd: true }),
   };
 }
 

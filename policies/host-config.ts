@@ -45,6 +45,11 @@ export interface HostConfig {
   readonly guest: { readonly linesPerSecond: number; readonly bytesPerSecond: number };
   /** node_exporter textfile (a *.prom path) rewritten after every sample; undefined: off. */
   readonly metrics: { readonly textfile: string | undefined };
+  /**
+   * `[vhostmd] enabled`: VMs the launcher starts get a second port, vhostmd's (SAP's
+   * vm-dump-metrics). Optional in the type so hand-built configs need not name it: absent is off.
+   */
+  readonly vhostmd?: { readonly enabled: boolean };
 }
 
 export interface ConfigEnvironment {
@@ -60,10 +65,11 @@ export interface ConfigOverrides {
   readonly runtimeDir?: string | undefined;
 }
 
-const TOP_LEVEL_KEYS = ['enabled', 'policy_dir', 'runtime_dir', 'group', 'admin_group', 'sidecar_user', 'cache', 'guest', 'metrics'] as const;
+const TOP_LEVEL_KEYS = ['enabled', 'policy_dir', 'runtime_dir', 'group', 'admin_group', 'sidecar_user', 'cache', 'guest', 'metrics', 'vhostmd'] as const;
 const CACHE_KEYS = ['interval', 'max_age'] as const;
 const GUEST_KEYS = ['lines_per_second', 'bytes_per_second'] as const;
 const METRICS_KEYS = ['textfile'] as const;
+const VHOSTMD_KEYS = ['enabled'] as const;
 
 export function defaultRuntimeDir(environment: ConfigEnvironment): string {
   if (environment.uid === 0) return '/run/hostinfo';
@@ -90,6 +96,7 @@ export interface HostConfigFileSettings {
   readonly sidecarUser: string;
   readonly guest: HostConfig['guest'];
   readonly metrics: HostConfig['metrics'];
+  readonly vhostmd: { readonly enabled: boolean };
 }
 
 /** Parses hostinfo.toml text. Relative paths in it are relative to the file's own directory. */
@@ -109,6 +116,8 @@ export function parseHostConfig(text: string, file: string): HostConfigFileSetti
   const base = dirname(resolve(file));
   const metrics = top.subTable('metrics');
   metrics?.rejectUnknownKeys(METRICS_KEYS);
+  const vhostmd = top.subTable('vhostmd');
+  vhostmd?.rejectUnknownKeys(VHOSTMD_KEYS);
   return {
     enabled: top.boolean('enabled', false),
     policyDir: top.has('policy_dir') ? resolve(base, top.string('policy_dir', '')) : undefined,
@@ -122,6 +131,7 @@ export function parseHostConfig(text: string, file: string): HostConfigFileSetti
       bytesPerSecond: guest?.integerAtLeast('bytes_per_second', 256, DEFAULT_GUEST_BYTES_PER_SECOND) ?? DEFAULT_GUEST_BYTES_PER_SECOND,
     },
     metrics: { textfile: metrics === undefined ? undefined : textfilePath(metrics, base) },
+    vhostmd: { enabled: vhostmd?.boolean('enabled', false) ?? false },
   };
 }
 
@@ -146,6 +156,7 @@ const NO_FILE_SETTINGS: HostConfigFileSettings = {
   sidecarUser: DEFAULT_SIDECAR_USER,
   guest: { linesPerSecond: DEFAULT_GUEST_LINES_PER_SECOND, bytesPerSecond: DEFAULT_GUEST_BYTES_PER_SECOND },
   metrics: { textfile: undefined },
+  vhostmd: { enabled: false },
 };
 
 /**
@@ -182,6 +193,7 @@ export async function loadHostConfig(overrides: ConfigOverrides, environment: Co
     sidecarUser: settings.sidecarUser,
     guest: settings.guest,
     metrics: settings.metrics,
+    vhostmd: settings.vhostmd,
   };
 }
 

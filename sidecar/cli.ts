@@ -2,8 +2,8 @@
 
 import { parseFlagValues } from '../common/flags.js';
 
-export const USAGE = `Usage: hostinfo-sidecar --channel-fd N ([--qmp-fd N] --guest-fd N | [--qmp PATH] --guest PATH)
-                        [--qemu-pid PID] [--help] [--version]
+export const USAGE = `Usage: hostinfo-sidecar --channel-fd N ([--qmp-fd N] --guest-fd N [--vhostmd-fd N] |
+                        [--qmp PATH] --guest PATH [--vhostmd PATH]) [--qemu-pid PID] [--help] [--version]
 
 Stands beside one QEMU VM and answers its guest's hostinfo requests. hostinfod starts it, one per
 registered VM, as an unprivileged user, and is its only source of policy and host data: the
@@ -18,6 +18,9 @@ configuration file.
                     Without a QMP socket (an attached VM whose manager holds QEMU's only one),
                     the VM's name and uuid come from hostinfod and its vCPU threads from their
                     names (QEMU's -name ...,debug-threads=on), and hypervisor answers 503.
+  --vhostmd-fd N    the vhostmd port's chardev (org.github.vhostmd.1), connected by hostinfod
+  --vhostmd PATH    the vhostmd port's chardev socket, to connect to; without either, the VM
+                    has no vhostmd port
   --qemu-pid PID    QEMU's pid, for vcpudelay, until the daemon's access message says otherwise
   --help, --version
 
@@ -26,7 +29,9 @@ Exits 0 when QEMU shuts down or closes QMP, or on SIGTERM/SIGINT; 1 on errors or
 to hostinfod closes; 2 on bad flags.
 `;
 
-export type Reach = { readonly kind: 'fd'; readonly qmpFd: number | undefined; readonly guestFd: number } | { readonly kind: 'path'; readonly qmpPath: string | undefined; readonly guestPath: string };
+export type Reach =
+  | { readonly kind: 'fd'; readonly qmpFd: number | undefined; readonly guestFd: number; readonly vhostmdFd: number | undefined }
+  | { readonly kind: 'path'; readonly qmpPath: string | undefined; readonly guestPath: string; readonly vhostmdPath: string | undefined };
 
 export interface SidecarFlags {
   readonly channelFd: number;
@@ -50,6 +55,7 @@ export function parseSidecarFlags(argv: readonly string[]): ParsedSidecarFlags {
   const parsed = parseFlagValues(argv, {
     'channel-fd': { type: 'string' }, 'qmp-fd': { type: 'string' }, 'guest-fd': { type: 'string' },
     qmp: { type: 'string' }, guest: { type: 'string' }, 'qemu-pid': { type: 'string' },
+    'vhostmd-fd': { type: 'string' }, vhostmd: { type: 'string' },
     help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' },
   });
   if (!parsed.ok) return { kind: 'error', message: parsed.message };
@@ -59,12 +65,15 @@ export function parseSidecarFlags(argv: readonly string[]): ParsedSidecarFlags {
   const channelFd = positiveInteger('channel-fd', values['channel-fd'], 3);
   const qmpFd = positiveInteger('qmp-fd', values['qmp-fd'], 3);
   const guestFd = positiveInteger('guest-fd', values['guest-fd'], 3);
+  const vhostmdFd = positiveInteger('vhostmd-fd', values['vhostmd-fd'], 3);
   const qemuPid = positiveInteger('qemu-pid', values['qemu-pid'], 1);
-  for (const problem of [channelFd, qmpFd, guestFd, qemuPid]) if (typeof problem === 'string') return { kind: 'error', message: problem };
+  for (const problem of [channelFd, qmpFd, guestFd, vhostmdFd, qemuPid]) if (typeof problem === 'string') return { kind: 'error', message: problem };
   if (channelFd === undefined) return { kind: 'error', message: '--channel-fd is required: hostinfod starts the sidecar' };
   let reach: Reach;
-  if (typeof guestFd === 'number' && values.qmp === undefined && values.guest === undefined) reach = { kind: 'fd', qmpFd: qmpFd as number | undefined, guestFd };
-  else if (values.guest !== undefined && values.guest !== '' && values.qmp !== '' && qmpFd === undefined && guestFd === undefined) reach = { kind: 'path', qmpPath: values.qmp, guestPath: values.guest };
-  else return { kind: 'error', message: 'give either --guest-fd (and maybe --qmp-fd), or --guest (and maybe --qmp)' };
+  const byPath = values.qmp !== undefined || values.guest !== undefined || values.vhostmd !== undefined;
+  if (typeof guestFd === 'number' && !byPath) reach = { kind: 'fd', qmpFd: qmpFd as number | undefined, guestFd, vhostmdFd: vhostmdFd as number | undefined };
+  else if (values.guest !== undefined && values.guest !== '' && values.qmp !== '' && values.vhostmd !== '' && qmpFd === undefined && guestFd === undefined && vhostmdFd === undefined) {
+    reach = { kind: 'path', qmpPath: values.qmp, guestPath: values.guest, vhostmdPath: values.vhostmd };
+  } else return { kind: 'error', message: 'give either --guest-fd (and maybe --qmp-fd, --vhostmd-fd), or --guest (and maybe --qmp, --vhostmd)' };
   return { kind: 'run', flags: { channelFd: channelFd as number, reach, qemuPid: qemuPid as number | undefined } };
 }

@@ -2,7 +2,8 @@
 // server on that unix socket (server=on,wait=off); the sidecar connects as its one client and
 // reconnects whenever the connection drops, so a restarted sidecar picks the VM up again. A
 // launcher may instead hand over an already connected descriptor, which cannot be reopened.
-// Nothing here interprets bytes: frames go to `respond` and whatever it returns is written back.
+// Nothing here interprets bytes: a decoder (the line protocol's by default, or vhostmd's) makes
+// frames of them, frames go to `respond` and whatever it returns is written back.
 // What the guest may cost is bounded by a GuestBudget: input over it is dropped and reading
 // pauses, so the guest's writes block in QEMU rather than the sidecar spending a core on them.
 
@@ -15,12 +16,23 @@ import { Backoff, type BackoffPolicy } from '../common/backoff.js';
 
 export const GUEST_RECONNECT: BackoffPolicy = { minMs: 50, maxMs: 2_000 };
 
-export interface GuestPortOptions {
+/** Turns the guest's bytes into frames; one per connection, never touching the socket. */
+export interface FrameDecoder<F> {
+  push(chunk: Uint8Array): F[];
+  /** These bytes were dropped from the stream here (the flood budget): no frame may span them. */
+  skip(bytes: Uint8Array): void;
+}
+
+const lineDecoder = (): FrameDecoder<GuestFrame> => new GuestLineDecoder();
+
+export interface GuestPortOptions<F = GuestFrame> {
   /** Returns a socket: a new connection (path mode) or a pre-connected one (fd mode, reconnect must be false). */
   readonly connect: () => Socket;
   /** Backoff between reconnects; false: a dropped connection is final (emit 'disconnected' then 'ended'). */
   readonly reconnect: BackoffPolicy | false;
-  readonly respond: (frame: GuestFrame) => string | undefined;
+  /** A fresh decoder for each connection; default the line protocol's (F is then GuestFrame). */
+  readonly decoder?: () => FrameDecoder<F>;
+  readonly respond: (frame: F) => string | undefined;
   readonly budget: GuestBudget;
   /** Monotonic ms; default performance.now. */
   readonly now?: () => number;
@@ -59,10 +71,11 @@ export function fdConnector(fd: number): () => Socket {
   };
 }
 
-export class GuestPort extends EventEmitter<GuestPortEvents> {
+export class GuestPort<F = GuestFrame> extends EventEmitter<GuestPortEvents> {
   readonly #connect: () => Socket;
   readonly #reconnect: Backoff | undefined;
-  readonly #respond: (frame: GuestFrame) => string | undefined;
+  readonly #newDecoder: () => FrameDecoder<F>;
+  readonly #respond: (frame: F) => string | undefined;
   readonly #now: () => number;
   #budget: GuestBudget;
   // Per port, not per connection: the guest behind a new connection is the same guest.
@@ -71,11 +84,15 @@ export class GuestPort extends EventEmitter<GuestPortEvents> {
   #retryTimer: NodeJS.Timeout | undefined;
   #pauseTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** Drops the current connection's partial frame; set by start(). */
+  #forget: (() => void) | undefined;
 
-  constructor(options: GuestPortOptions) {
+  constructor(options: GuestPortOptions<F>) {
     super();
     this.#connect = options.connect;
     this.#reconnect = options.reconnect === false ? undefined : new Backoff(options.reconnect);
+    // Without a decoder the type parameter is its default, GuestFrame: the line decoder's frames.
+    this.#newDecoder = options.decoder ?? (lineDecoder as unknown as () => FrameDecoder<F>);
     this.#respond = options.respond;
     this.#budget = validateGuestBudget(options.budget);
     this.#now = options.now ?? (() => performance.now());
@@ -93,12 +110,21 @@ export class GuestPort extends EventEmitter<GuestPortEvents> {
     this.#budget = validateGuestBudget(budget);
   }
 
+  /**
+   * The guest closed or reopened the port (QMP VSERPORT_CHANGE): what was sent of a request that
+   * is not complete is dropped, so that the next opener's request is not glued to it. Complete
+   * requests are not touched: each gets its reply.
+   */
+  resetDecoder(): void {
+    this.#forget?.();
+  }
+
   /** Throws what `connect` throws: a connector that cannot make a socket is a setup error. */
   start(): void {
     if (this.#closed || this.#socket !== undefined) return;
     const socket = this.#connect();
     this.#socket = socket;
-    const decoder = new GuestLineDecoder();
+    let decoder = this.#newDecoder();
     let opened = false;
     const open = (): void => {
       opened = true;
@@ -110,14 +136,17 @@ export class GuestPort extends EventEmitter<GuestPortEvents> {
     let throttledUntil: number | undefined;
     // Frames decoded but not answered yet: at most one socket chunk's worth, because reading
     // stops while they wait.
-    let queue: GuestFrame[] = [];
+    let queue: F[] = [];
+    this.#forget = () => {
+      decoder = this.#newDecoder();
+    };
     const answerQueued = (): void => {
       writeBlocked = false;
       // One read can hold thousands of requests: their replies leave in one write, not one each.
       socket.cork();
       try {
         while (queue.length > 0) {
-          const frame = queue.shift() as GuestFrame;
+          const frame = queue.shift() as F;
           const reply = this.#respond(frame);
           // A guest that writes but never reads: stop answering (and reading) until its replies
           // drain, so unread replies cannot pile up in the sidecar's memory.

@@ -27,12 +27,16 @@ async function main(): Promise<void> {
   const { flags } = parsed;
   const { reach } = flags;
   // Only the descriptors handed over on purpose stay open.
-  closeInheritedFds(reach.kind === 'fd' ? [flags.channelFd, reach.guestFd, ...(reach.qmpFd === undefined ? [] : [reach.qmpFd])] : [flags.channelFd]);
+  const optionalFd = (fd: number | undefined): number[] => (fd === undefined ? [] : [fd]);
+  closeInheritedFds(reach.kind === 'fd' ? [flags.channelFd, reach.guestFd, ...optionalFd(reach.qmpFd), ...optionalFd(reach.vhostmdFd)] : [flags.channelFd]);
   const log = pino({ base: { name: 'hostinfo-sidecar', pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   const sidecar = new Sidecar({
     channel: new DaemonChannel(fdSocket(flags.channelFd)),
     qmp: reach.kind === 'path' ? reach.qmpPath : reach.qmpFd === undefined ? undefined : { socket: fdSocket(reach.qmpFd), label: `fd ${reach.qmpFd}` },
     guest: reach.kind === 'fd' ? { connect: fdConnector(reach.guestFd), reconnect: false } : { connect: pathConnector(reach.guestPath), reconnect: GUEST_RECONNECT },
+    vhostmd: reach.kind === 'fd'
+      ? reach.vhostmdFd === undefined ? undefined : { connect: fdConnector(reach.vhostmdFd), reconnect: false }
+      : reach.vhostmdPath === undefined ? undefined : { connect: pathConnector(reach.vhostmdPath), reconnect: GUEST_RECONNECT },
     qemuPid: flags.qemuPid,
     log,
   });

@@ -1,6 +1,7 @@
 // One VM's sidecar, wired together: QMP for the VM's lifetime and facts, the daemon channel for
-// its access decision and host samples, the guest port for bytes. The request path itself is
-// handleGuestFrame; this file only keeps its inputs current. Nothing here reads a file: the
+// its access decision and host samples, the guest port for bytes (and a second one for vhostmd's
+// protocol when the VM has that port). The request paths themselves are handleGuestFrame and
+// handleVhostmdRequest; this file only keeps their inputs current. Nothing here reads a file: the
 // daemon decides, the sidecar applies.
 
 import type { Socket } from 'node:net';
@@ -19,6 +20,10 @@ import { isVmUuid, QmpClient, QmpConnectError, queryCpusFast, queryName, queryUu
 import { handleGuestFrame, type HeldSample, type RequestContext, type VmFacts } from './request-handler.js';
 import { vmMeters } from './vm-meters.js';
 import { vcpuThreadsByName } from './vcpu-threads.js';
+import { handleVhostmdRequest, type CachedDocument } from './vhostmd/handler.js';
+import { vhostmdPortChanged, vhostmdPortIds } from './vhostmd/port-ids.js';
+import { VhostmdRequestDecoder, type VhostmdRequest } from './vhostmd/request-decoder.js';
+import type { Status } from './protocol/reply.js';
 
 /** Counters go to the daemon at most this often, however fast the guest asks. */
 export const COUNTER_REPORT_MS = 1_000;
@@ -64,6 +69,8 @@ export interface SidecarOptions {
    */
   readonly qmp: string | QmpConnectedSocket | undefined;
   readonly guest: GuestReach;
+  /** The vhostmd port's chardev; undefined: the VM has none. */
+  readonly vhostmd?: GuestReach | undefined;
   readonly qemuPid: number | undefined;
   readonly log: SidecarLog;
   /** Default SYSTEM_CLOCK; tests step the wall clock to show nothing but hosttime follows it. */
@@ -89,6 +96,11 @@ export class Sidecar {
   readonly #qmp = new QmpClient();
   #identity: VmIdentityFacts | undefined;
   #guest: GuestPort | undefined;
+  #vhostmd: GuestPort<VhostmdRequest> | undefined;
+  /** The last document the vhostmd port was sent: what a rate-limited request gets at once. */
+  #vhostmdLast: CachedDocument | undefined;
+  /** Device ids of the vhostmd port, for QMP's VSERPORT_CHANGE. */
+  #vhostmdPortIds: readonly string[] = [];
   #access: Access = { served: false, reason: 'no decision from hostinfod yet' };
   #limiter: LimiterState = FRESH_LIMITER;
   #vm: VmFacts = { hypervisor: undefined, vcpuDelay: undefined };
@@ -163,6 +175,8 @@ export class Sidecar {
     this.#guest.on('ended', () => void this.stop('guest chardev connection closed', 1));
     this.#guest.on('throttled', (dropped, pausedMs) => this.#onThrottled(dropped, pausedMs));
     this.#guest.start();
+    await this.#startVhostmd(access);
+    if (this.#stopping !== undefined) return;
     this.#every(COUNTER_REPORT_MS, () => this.#reportCounters());
     this.#startVmMeters();
   }
@@ -173,6 +187,7 @@ export class Sidecar {
       this.#options.log.info({ event: 'stopping', reason });
       for (const timer of this.#timers) clearInterval(timer);
       this.#guest?.close();
+      this.#vhostmd?.close();
       this.#reportCounters();
       this.#audit.flush((suppressed) => this.#options.log.info({ event: 'requests-not-logged', vm: this.#vmName(), suppressed }));
       await this.#options.channel.close();
@@ -241,12 +256,52 @@ export class Sidecar {
     const { now, wallNow } = context;
     const outcome = handleGuestFrame(context, frame);
     this.#limiter = outcome.limiter;
-    if (outcome.audit !== undefined) {
-      // lastRequestAt is read by people (hostinfod status): epoch ms.
-      this.#counters = countRequest(this.#counters, outcome.audit.status, wallNow);
-      this.#countersDirty = true;
-      this.#audit.record(access.vm.name, outcome.audit.command, outcome.audit.status, now);
+    if (outcome.audit !== undefined) this.#account(access, outcome.audit, now, wallNow);
+    return outcome.reply;
+  }
+
+  /** Counters and the audit line of one guest request, whichever port it came on. */
+  #account(access: AccessMessage, audit: { readonly command: string; readonly status: Status }, now: number, wallNow: number): void {
+    // lastRequestAt is read by people (hostinfod status): epoch ms.
+    this.#counters = countRequest(this.#counters, audit.status, wallNow);
+    this.#countersDirty = true;
+    this.#audit.record(access.vm.name, audit.command, audit.status, now);
+  }
+
+  /**
+   * The vhostmd port, started once the first decision is in. Its guest shares the line port's
+   * token bucket (#limiter) and has a flood budget of its own. The port's device ids are looked
+   * up over QMP first, so that the guest reopening it drops what was left unfinished.
+   */
+  async #startVhostmd(access: AccessMessage): Promise<void> {
+    const reach = this.#options.vhostmd;
+    if (reach === undefined) return;
+    const { log } = this.#options;
+    if (this.#options.qmp !== undefined) {
+      this.#vhostmdPortIds = await vhostmdPortIds(this.#qmp).catch((error: unknown) => {
+        log.warn({ event: 'vhostmd-port-unknown', error: String(error) }, 'partial vhostmd requests are not dropped when the guest closes the port');
+        return [];
+      });
     }
+    if (this.#stopping !== undefined) return;
+    const port = new GuestPort<VhostmdRequest>({ ...reach, decoder: () => new VhostmdRequestDecoder(), respond: (request) => this.#answerVhostmd(request), budget: access.guest });
+    port.on('connected', () => log.info({ event: 'guest-connected', port: 'vhostmd', portIds: this.#vhostmdPortIds }));
+    port.on('disconnected', (reason) => log.warn({ event: 'guest-disconnected', port: 'vhostmd', reason }));
+    port.on('ended', () => void this.stop('vhostmd chardev connection closed', 1));
+    port.on('throttled', (dropped, pausedMs) => this.#onThrottled(dropped, pausedMs));
+    this.#vhostmd = port;
+    port.start();
+  }
+
+  /** Always a reply: a vhostmd guest reads a late one as the answer to its next request. */
+  #answerVhostmd(request: VhostmdRequest): string {
+    // Set before the port started (start() waits for the first decision), and never unset.
+    const access = this.#options.channel.access as AccessMessage;
+    const context = { ...this.#requestContext(access), lastReply: this.#vhostmdLast };
+    const outcome = handleVhostmdRequest(context, request);
+    this.#limiter = outcome.limiter;
+    this.#vhostmdLast = outcome.lastReply;
+    this.#account(access, outcome.audit, context.now, context.wallNow);
     return outcome.reply;
   }
 
@@ -284,6 +339,7 @@ export class Sidecar {
   #onAccess(message: AccessMessage): void {
     this.#access = accessOf(message);
     this.#guest?.setBudget(message.guest);
+    this.#vhostmd?.setBudget(message.guest);
     if (this.#access.served) {
       this.#limiter = rebaseLimiter(this.#access.policy.limit, this.#limiter, this.#clock.monotonic());
       this.#options.log.info({ event: 'policy', served: true, file: message.file, items: message.items, limit: message.limit });
@@ -302,6 +358,8 @@ export class Sidecar {
   #onQmpEvent(event: QmpEvent): void {
     if (event.event === 'SHUTDOWN') void this.stop('QEMU shut down');
     else if (event.event === 'STOP' || event.event === 'RESUME') this.#options.log.info({ event: 'vm-run-state', qmp: event.event });
+    // Not logged: the guest opens and closes the port for every request, as often as it likes.
+    else if (vhostmdPortChanged(event, this.#vhostmdPortIds)) this.#vhostmd?.resetDecoder();
   }
 
   #reportCounters(): void {

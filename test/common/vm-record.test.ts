@@ -106,3 +106,22 @@ t.test('attached: a VM hostinfo did not launch', async (t) => {
       && (sockets.qmpSocket === undefined || (sockets.qmpSocket.startsWith('/') && Buffer.byteLength(sockets.qmpSocket) <= MAX_SOCKET_PATH_BYTES));
   }), { numRuns: 1000 });
 });
+
+t.test('vhostmd: a launched VM\'s marker, an attached VM\'s socket with it', async (t) => {
+  const launched: VmRecord = { ...RECORD, vhostmd: true };
+  t.same(parseVmRecord(encodeVmRecord(launched)), { ok: true, record: launched }, 'launched: the marker alone (the socket is vhostmd.sock in its directory)');
+  t.notOk('vhostmd' in (parseVmRecord(encodeVmRecord(RECORD)) as { record: object }).record, 'without a vhostmd port there is no key at all');
+  for (const vhostmd of [false, 'true', 1, null, {}]) t.equal(problem({ ...RECORD, vhostmd }), 'vhostmd must be true when present', `vhostmd ${JSON.stringify(vhostmd)}`);
+
+  const { pidfile: _none, ...noPidfile } = RECORD;
+  const attached: VmRecord = { ...noPidfile, pidfile: undefined, vhostmd: true, attached: { guestSocket: '/run/a/guest.sock', qmpSocket: undefined, vhostmdSocket: '/run/a/org.github.vhostmd.1' } };
+  t.same(parseVmRecord(encodeVmRecord(attached)), { ok: true, record: attached }, 'attached: the marker and the socket');
+  t.equal(problem({ ...noPidfile, vhostmd: true, attached: { guestSocket: '/run/a/g' } }), 'an attached VM with vhostmd needs attached.vhostmdSocket');
+  t.equal(problem({ ...noPidfile, attached: { guestSocket: '/run/a/g', vhostmdSocket: '/run/a/v' } }), 'attached.vhostmdSocket needs vhostmd: true');
+  for (const vhostmdSocket of ['v.sock', '', 3, null]) t.equal(problem({ ...noPidfile, vhostmd: true, attached: { guestSocket: '/g', vhostmdSocket } }), 'attached.vhostmdSocket must be an absolute path', `vhostmdSocket ${JSON.stringify(vhostmdSocket)}`);
+  t.match(problem({ ...noPidfile, vhostmd: true, attached: { guestSocket: '/g', vhostmdSocket: `/${'v'.repeat(MAX_SOCKET_PATH_BYTES)}` } }), /^attached\.vhostmdSocket is longer than 107 bytes/);
+  const longest = `/${'s'.repeat(MAX_SOCKET_PATH_BYTES - 1)}`;
+  const longestRecord: VmRecord = { ...attached, name: 'n'.repeat(MAX_VM_NAME_LENGTH), uuid: 'u'.repeat(MAX_VM_UUID_LENGTH), guestDevice: 'g'.repeat(64), attached: { guestSocket: longest, qmpSocket: longest, vhostmdSocket: longest } };
+  t.ok(encodeVmRecord(longestRecord).length <= MAX_VM_RECORD_BYTES, 'three sockets at their longest still fit');
+  t.same(parseVmRecord(encodeVmRecord(longestRecord)), { ok: true, record: longestRecord });
+});

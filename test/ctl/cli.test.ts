@@ -97,6 +97,9 @@ t.test('attach: flags validated before anything is sent', async (t) => {
   t.match(refusal(['attach', '--pid', '4242', '--guest-socket', socket, '--name', '']), /^--name must be a string of 1 to \d+ characters/);
   t.match(refusal(['attach', 'web1', '--pid', '4242', '--guest-socket', socket]), /^attach takes flags only, not "web1"/);
   t.equal(refusal(['attach', '--pid', '4242', '--guest-socket', socket, '--serial', '1']), 'attach does not take --serial');
+  t.match(command(['attach', '--pid', '4242', '--guest-socket', socket, '--vhostmd-socket', '/run/l/org.github.vhostmd.1']), { spec: { vhostmdSocket: '/run/l/org.github.vhostmd.1' } }, 'the vhostmd port\'s socket');
+  t.equal(refusal(['attach', '--pid', '4242', '--guest-socket', socket, '--vhostmd-socket', 'v.sock']), '--vhostmd-socket must be an absolute path');
+  t.equal(refusal(['status', '--vhostmd-socket', '/v']), 'status does not take --vhostmd-socket');
 });
 
 t.test('hook: manager, operands after --, --serial for proxmox only, --root absolute', async (t) => {

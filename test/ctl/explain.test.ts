@@ -7,7 +7,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
-import type { Explanation } from '../../ctl/explain.js';
+import { explainText, type Explanation } from '../../ctl/explain.js';
 import { makeSite, startDaemon, stageVm, vmStatus, waitForStatus, writePolicy } from '../helpers/served-vm.js';
 import { ctl } from './run-ctl.js';
 
@@ -41,7 +41,7 @@ t.test('explain: the name file against default.toml, text and --json, and a stal
     'burst:       7',
     `files say:   served by ${named}: physcpus loadavg; burst 7, every 2s`,
     `daemon says: served by ${named}: physcpus loadavg; burst 7, every 2s`,
-    'vhostmd:     not available in this version',
+    'vhostmd:     off: this VM has no vhostmd port ([vhostmd] enabled = false in hostinfo.toml)',
     '',
   ], 'allow minus deny, the policy\'s rate; the daemon agrees');
   t.equal(ctl(site, ['explain', UUID]).stdout, run.stdout, 'found by uuid');
@@ -65,7 +65,7 @@ t.test('explain: the name file against default.toml, text and --json, and a stal
     error: null,
     decision: { served: true, reason: null, file: fallback, items: ['physcpus', 'loadavg', 'physmem', 'uptime'], limit: { intervalMs: 1, burst: 1000 } },
     agrees: true,
-    vhostmd: null,
+    vhostmd: { port: false, enabled: false },
   });
   t.same(db1.daemon, db1.decision, 'the daemon\'s decision, in the same shape');
   t.equal(db1.candidates.length, 2, 'no uuid candidate at all');
@@ -99,4 +99,16 @@ t.test('explain: an invalid specific policy fails closed, and an unknown VM', as
   const missing = ctl(site, ['explain', 'nosuchvm']);
   t.same([missing.status, missing.stdout], [1, '']);
   t.match(missing.stderr, /no VM "nosuchvm" is registered/);
+});
+
+t.test('explain: the vhostmd line says whether the VM has the port, and why not', async (t) => {
+  const base: Explanation = {
+    vm: { id: 'v', name: 'v', uuid: UUID, pid: 2 }, config: '/h.toml', hostSwitch: true, policyDir: '/p', candidates: [], skipped: [], lookup: 'none', policy: null, error: null,
+    decision: { served: false, reason: 'x', file: null, items: [], limit: null }, daemon: { served: false, reason: 'x', file: null, items: [], limit: null }, agrees: true,
+    vhostmd: { port: true, enabled: true },
+  };
+  const line = (vhostmd: Explanation['vhostmd']): string | undefined => explainText({ ...base, vhostmd }).split('\n').find((l) => l.startsWith('vhostmd:'));
+  t.equal(line({ port: true, enabled: true }), 'vhostmd:     on: port org.github.vhostmd.1, answered under the policy above (same items, same token bucket)');
+  t.equal(line({ port: false, enabled: true }), 'vhostmd:     off: this VM has no vhostmd port ([vhostmd] enabled = true in hostinfo.toml, but the VM was started before that or attached without --vhostmd-socket)');
+  t.equal(line({ port: null, enabled: false }), 'vhostmd:     unknown (the daemon does not say; [vhostmd] enabled = false in hostinfo.toml)');
 });

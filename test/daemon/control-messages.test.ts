@@ -121,3 +121,12 @@ t.test('parseControlMessage never throws', async (t) => {
   }), { numRuns: 3000 });
   t.pass('fast-check found no counterexample');
 });
+
+t.test('attach: the vhostmd port\'s socket, optional and checked like the others', async (t) => {
+  t.notOk('vhostmdSocket' in (attachSpecOf(SPEC) as object), 'none given: no key');
+  t.same(attachSpecOf({ ...SPEC, vhostmdSocket: '/run/libvirt/qemu/channel/3-web1/org.github.vhostmd.1' }), { ...SPEC, vhostmdSocket: '/run/libvirt/qemu/channel/3-web1/org.github.vhostmd.1' });
+  for (const vhostmdSocket of ['rel.sock', '', 7, null]) t.equal(problem({ vhostmdSocket }), 'vm.vhostmdSocket must be an absolute path', `vhostmdSocket ${JSON.stringify(vhostmdSocket)}`);
+  t.match(problem({ vhostmdSocket: `/${'v'.repeat(MAX_SOCKET_PATH_BYTES)}` }), /^vm\.vhostmdSocket is longer than 107 bytes/);
+  const parsed = parse({ v: V, type: 'attach', vm: { ...SPEC, vhostmdSocket: '/run/v.sock' } });
+  t.match(parsed, { ok: true, message: { type: 'attach', vm: { vhostmdSocket: '/run/v.sock' } } });
+});

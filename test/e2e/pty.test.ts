@@ -3,12 +3,14 @@
 // appears on the terminal, Ctrl-A c switches to the QEMU monitor (the launcher put back
 // `-serial mon:stdio`, which its own -device isa-serial and -mon would otherwise have switched
 // off), the monitor shows the launcher's hostinfo chardev beside the muxed stdio, and `quit` typed
-// there ends QEMU with status 0. Meanwhile the guest still reaches the host on ttyS1.
+// there ends QEMU with status 0. Meanwhile the guest still reaches the host on ttyS1. On each QEMU
+// of test/helpers/qemu-versions.ts (7.2 and 10.0), each held against itself alone.
 
 import path from 'node:path';
 import pty from 'node-pty';
 import t from 'tap';
 import { APPEND, childrenOf, FRONT, type Teardown, guestImage, isQemu, MACHINE, makeHost, repliesOf, stripEscapes, vmDirRemoved, within } from './harness.js';
+import { forEachQemu, qemuLegs } from '../helpers/qemu-versions.js';
 
 t.setTimeout(10 * 60_000);
 const BOOT_MS = 90_000;
@@ -91,47 +93,49 @@ if (image.kind === 'skip') {
 } else {
   const guest = image.dir;
 
-  t.test('-nographic in a pty: guest console, Ctrl-A c to the monitor, quit there, exit 0', async (t) => {
-    // QEMU alone first, paused (-S, nothing to boot): the chardevs -nographic gives a user.
-    const plain = new Terminal(t, 'qemu-system-x86_64', [...MACHINE, '-nographic', '-S'], guest);
-    const plainChardevs = await plain.chardevs();
-    plain.write('quit\r');
-    t.equal((await within(plain.exited, 30_000, () => 'plain QEMU to quit')).exitCode, 0, 'QEMU alone: quit in the monitor exits 0');
-    t.equal(plainChardevs.get('serial0'), 'mux', 'QEMU alone: -nographic muxes serial0 and the monitor', { chardevs: [...plainChardevs] });
+  forEachQemu(t, await qemuLegs(), async (t, qemu) => {
+    t.test('-nographic in a pty: guest console, Ctrl-A c to the monitor, quit there, exit 0', async (t) => {
+      // QEMU alone first, paused (-S, nothing to boot): the chardevs -nographic gives a user.
+      const plain = new Terminal(t, qemu.binary, [...MACHINE, '-nographic', '-S'], guest);
+      const plainChardevs = await plain.chardevs();
+      plain.write('quit\r');
+      t.equal((await within(plain.exited, 30_000, () => 'plain QEMU to quit')).exitCode, 0, 'QEMU alone: quit in the monitor exits 0');
+      t.equal(plainChardevs.get('serial0'), 'mux', 'QEMU alone: -nographic muxes serial0 and the monitor', { chardevs: [...plainChardevs] });
 
-    const host = await makeHost(t, guest);
-    await host.policy('e2e-pty', 'enabled = true\n');
-    const initrd = await host.initrd([
-      '#!/bin/sh',
-      'exec 3<>/dev/ttyS1',
-      `echo 'PING "from the pty guest"' >&3`,
-      'echo "R ping [$(head -n1 <&3)]"',
-      'echo GUEST-WAITING',
-      'exec sleep 600',
-      '',
-    ].join('\n'));
-    const term = new Terminal(t, FRONT, [
-      '--config', host.configPath, '--runtime-dir', host.runtimeDir, '--',
-      '-name', 'e2e-pty', ...MACHINE, '-nographic', '-kernel', path.join(guest, 'vmlinuz'), '-initrd', initrd, '-append', APPEND,
-    ], host.dir);
+      const host = await makeHost(t, guest);
+      await host.policy('e2e-pty', 'enabled = true\n');
+      const initrd = await host.initrd([
+        '#!/bin/sh',
+        'exec 3<>/dev/ttyS1',
+        `echo 'PING "from the pty guest"' >&3`,
+        'echo "R ping [$(head -n1 <&3)]"',
+        'echo GUEST-WAITING',
+        'exec sleep 600',
+        '',
+      ].join('\n'));
+      const term = new Terminal(t, FRONT, [
+        '--config', host.configPath, '--runtime-dir', host.runtimeDir, ...qemu.launcherArgs, '--',
+        '-name', 'e2e-pty', ...MACHINE, '-nographic', '-kernel', path.join(guest, 'vmlinuz'), '-initrd', initrd, '-append', APPEND,
+      ], host.dir);
 
-    await term.shows(/^GUEST-WAITING$/m, BOOT_MS);
-    t.ok(isQemu(term.term.pid), 'the process started in the terminal is QEMU');
-    t.match(term.text(), /SeaBIOS/, 'the firmware\'s output is on the terminal');
-    t.equal(repliesOf(term.text()).get('ping'), '1.0 200 from the pty guest', 'the guest console is on the terminal, and the guest reached the host on ttyS1', { near: JSON.stringify(term.screen.slice(Math.max(0, term.screen.indexOf('R ping') - 200), term.screen.indexOf('GUEST-WAITING') + 20)) });
+      await term.shows(/^GUEST-WAITING$/m, BOOT_MS);
+      t.ok(isQemu(term.term.pid), 'the process started in the terminal is QEMU');
+      t.match(term.text(), /SeaBIOS/, 'the firmware\'s output is on the terminal');
+      t.equal(repliesOf(term.text()).get('ping'), '1.0 200 from the pty guest', 'the guest console is on the terminal, and the guest reached the host on ttyS1', { near: JSON.stringify(term.screen.slice(Math.max(0, term.screen.indexOf('R ping') - 200), term.screen.indexOf('GUEST-WAITING') + 20)) });
 
-    // Ctrl-A c: QEMU's mux switches the terminal from the serial console to the monitor.
-    const chardevs = await term.chardevs();
-    t.pass('Ctrl-A c shows the (qemu) monitor prompt; info chardev answers');
-    const ours = [...chardevs].filter(([id]) => id.startsWith('hostinfo'));
-    const theirs = [...chardevs].filter(([id]) => !id.startsWith('hostinfo'));
-    t.same(new Map(theirs), plainChardevs, 'every other chardev is exactly what QEMU alone makes for -nographic (serial0 mux on stdio)');
-    t.match(Object.fromEntries(ours), { hostinfo0: /^unix:.*\/vms\/e2e-pty\/guest\.sock,server=on$/, 'hostinfo0-qmp': /^unix:.*\/vms\/e2e-pty\/qmp\.sock,server=on$/ }, 'plus the launcher\'s guest and QMP sockets in the VM\'s directory');
+      // Ctrl-A c: QEMU's mux switches the terminal from the serial console to the monitor.
+      const chardevs = await term.chardevs();
+      t.pass('Ctrl-A c shows the (qemu) monitor prompt; info chardev answers');
+      const ours = [...chardevs].filter(([id]) => id.startsWith('hostinfo'));
+      const theirs = [...chardevs].filter(([id]) => !id.startsWith('hostinfo'));
+      t.same(new Map(theirs), plainChardevs, 'every other chardev is exactly what QEMU alone makes for -nographic (serial0 mux on stdio)');
+      t.match(Object.fromEntries(ours), { hostinfo0: /^unix:.*\/vms\/e2e-pty\/guest\.sock,server=on$/, 'hostinfo0-qmp': /^unix:.*\/vms\/e2e-pty\/qmp\.sock,server=on$/ }, 'plus the launcher\'s guest and QMP sockets in the VM\'s directory');
 
-    term.write('quit\r');
-    const exit = await within(term.exited, 60_000, () => `QEMU to exit after quit; terminal:\n${JSON.stringify(term.screen.slice(-2000))}`);
-    t.equal(exit.exitCode, 0, 'quit in the monitor: QEMU exits 0');
-    t.notOk(exit.signal, 'not by a signal');
-    t.ok(await vmDirRemoved(host, 'e2e-pty'), 'the VM runtime directory is removed');
+      term.write('quit\r');
+      const exit = await within(term.exited, 60_000, () => `QEMU to exit after quit; terminal:\n${JSON.stringify(term.screen.slice(-2000))}`);
+      t.equal(exit.exitCode, 0, 'quit in the monitor: QEMU exits 0');
+      t.notOk(exit.signal, 'not by a signal');
+      t.ok(await vmDirRemoved(host, 'e2e-pty'), 'the VM runtime directory is removed');
+    });
   });
 }

@@ -3,6 +3,8 @@
 // with a fixed seed (HOSTINFO_FUZZ_SEED replays or explores another); the seed is printed first
 // and again with any failure. ALL requests are mixed in: their replies must read back, with the
 // README's grammar, as exactly the VM's permitted items, each with its single-item text.
+// The vhostmd port's decoder and handler get the same treatment (the second test): one reply per
+// request as an independent oracle counts them, every reply framed as vm-dump-metrics needs.
 
 import fc from 'fast-check';
 import t from 'tap';
@@ -12,7 +14,11 @@ import { FRESH_LIMITER, type LimiterState } from '../../policies/rate-limiter.js
 import { parseVmPolicy } from '../../policies/vm-policy.js';
 import { GuestLineDecoder } from '../../sidecar/protocol/line-decoder.js';
 import { handleGuestFrame, NOT_ENABLED_TEXT, type HeldSample, type VmFacts } from '../../sidecar/request-handler.js';
+import { handleVhostmdRequest, VHOSTMD_NOT_ENABLED, type CachedDocument } from '../../sidecar/vhostmd/handler.js';
+import { MAX_VHOSTMD_REQUEST_BYTES, VhostmdRequestDecoder } from '../../sidecar/vhostmd/request-decoder.js';
+import { emptyDocument, INVALID_REQUEST_REPLY } from '../../sidecar/vhostmd/xml.js';
 import { parseAllReply } from '../sidecar/all-parser.js';
+import { xmllintProblem } from '../sidecar/vhostmd/xmllint.js';
 import { chunking, cut, fuzzSeed, piece } from './arbitraries.js';
 import { malformed, requestedItem, SENSITIVE_ITEMS, splitLines, statusOf } from './oracle.js';
 
@@ -186,4 +192,90 @@ t.test('decoder + handler hold every invariant on generated hostile input', asyn
   for (const status of [200, 400, 403, 404, 429, 503]) {
     if (!details.failed && RUNS >= 10_000) t.ok((statuses.get(status) ?? 0) > 0, `status ${status} was produced`);
   }
+});
+
+/** vhostmd 1.2's request rules, written again byte by byte on a string: the oracle for the decoder. */
+function vhostmdOracle(stream: Buffer): Array<'get' | 'invalid'> {
+  const verdicts: Array<'get' | 'invalid'> = [];
+  let held = '';
+  for (const byte of stream) {
+    held += String.fromCharCode(byte);
+    if (held === 'GET /metrics/XML\n\n' || held === 'GET /metrics/XML\r\n\r\n') verdicts.push('get');
+    else if (held.endsWith('\n\n') || held.endsWith('\r\n\r\n') || held.length === MAX_VHOSTMD_REQUEST_BYTES) verdicts.push('invalid');
+    else continue;
+    held = '';
+  }
+  return verdicts;
+}
+
+const vhostmdPiece = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom('GET /metrics/XML\n\n', 'GET /metrics/XML\r\n\r\n').map((text) => Buffer.from(text, 'latin1')) },
+  { weight: 3, arbitrary: fc.tuple(fc.constantFrom('GET /metrics/XML\n\n', 'GET /metrics/XML\r\n\r\n'), fc.nat(), fc.integer({ min: 0, max: 255 }))
+    .map(([text, at, byte]) => { const bytes = Buffer.from(text, 'latin1'); bytes[at % bytes.length] = byte; return bytes; }) },
+  { weight: 2, arbitrary: fc.constantFrom('GET /met', '\n', '\r\n', '\n\n', '\0', 'GET /metrics/XML\n', 'x'.repeat(510)).map((text) => Buffer.from(text, 'latin1')) },
+  { weight: 2, arbitrary: piece },
+);
+
+t.test('vhostmd decoder + handler: one framed reply per request, on generated hostile input', async (t) => {
+  const runs = Math.max(200, Math.round(RUNS / 10));
+  t.comment(`fuzz seed ${SEED}, ${runs} vhostmd sessions`);
+  let requests = 0;
+  let bytes = 0;
+  const documents = new Set<string>();
+  const statuses = new Map<number, number>();
+  const property = fc.property(
+    fc.constantFrom(...Object.keys(POLICIES)),
+    fc.constantFrom(...Object.keys(HOST_DATA)),
+    fc.array(vhostmdPiece, { minLength: 1, maxLength: 40, size: 'max' }),
+    chunking,
+    fc.array(fc.integer({ min: 0, max: 1500 }), { minLength: 1, maxLength: 5 }),
+    (policyName, dataName, pieces, how, clockSteps) => {
+      const policy = POLICIES[policyName] as Access;
+      const stream = Buffer.concat(pieces);
+      const expected = vhostmdOracle(stream);
+      const decoder = new VhostmdRequestDecoder();
+      let limiter: LimiterState = FRESH_LIMITER;
+      let lastReply: CachedDocument | undefined;
+      let now = NOW;
+      const got: string[] = [];
+      cut(stream, how).forEach((chunk, index) => {
+        for (const request of decoder.push(chunk)) {
+          const outcome = handleVhostmdRequest({ access: policy, limiter, lastReply, sample: HOST_DATA[dataName], vm: VM, maxAgeMs: 10_000, now, wallNow: now }, request);
+          const sentBefore = lastReply?.document;
+          limiter = outcome.limiter;
+          lastReply = outcome.lastReply;
+          statuses.set(outcome.audit.status, (statuses.get(outcome.audit.status) ?? 0) + 1);
+          if (outcome.audit.status === 500) throw new Error('500 (a bug)');
+          if (outcome.audit.status === 429 && outcome.reply !== sentBefore && !outcome.reply.includes('rate limited')) throw new Error('a 429 that is neither the last document nor says so');
+          got.push(outcome.reply);
+        }
+        if (decoder.bufferedBytes >= MAX_VHOSTMD_REQUEST_BYTES) throw new Error(`decoder holds ${decoder.bufferedBytes} bytes`);
+        now += clockSteps[index % clockSteps.length] ?? 0;
+      });
+      requests += got.length;
+      bytes += stream.length;
+      if (got.length !== expected.length) throw new Error(`${got.length} replies for ${expected.length} requests`);
+      got.forEach((reply, index) => {
+        if (expected[index] === 'invalid') {
+          if (reply !== INVALID_REQUEST_REPLY) throw new Error(`invalid request answered ${JSON.stringify(reply.slice(0, 80))}`);
+          return;
+        }
+        if (!reply.startsWith('<metrics>\n') || reply.indexOf('\n\n') !== reply.length - 2 || !reply.endsWith('</metrics>\n\n') || reply.includes('\0')) {
+          throw new Error(`not framed as vm-dump-metrics needs: ${JSON.stringify(reply)}`);
+        }
+        if (!policy.served && reply !== emptyDocument(VHOSTMD_NOT_ENABLED)) throw new Error(`disabled VM answered ${JSON.stringify(reply)}`);
+        for (const [item, secret] of [['hostname', 'SECRET-HOSTNAME'], ['kernel', 'SECRET-KERNEL']] as const) {
+          if (reply.includes(secret) && !allowedItems(policy).includes(item)) throw new Error(`${item} leaked under ${policyName}`);
+        }
+        if (documents.size < 40) documents.add(reply);
+      });
+    },
+  );
+  const details = await fc.check(property, { seed: SEED, numRuns: runs });
+  t.comment(`${requests} vhostmd requests in ${bytes} bytes; statuses ${[...statuses].sort(([a], [b]) => a - b).map(([s, n]) => `${s}×${n}`).join(' ')}`);
+  if (details.failed) t.fail(`vhostmd fuzz failure, seed ${details.seed}, path "${details.counterexamplePath ?? ''}": ${String(details.errorInstance)}`.slice(0, 20_000));
+  else t.pass(`${details.numRuns} sessions passed`);
+  for (const status of [200, 400, 403, 429]) if (!details.failed) t.ok((statuses.get(status) ?? 0) > 0, `status ${status} was produced`);
+  const problems = [...documents].map((document) => xmllintProblem(document)).filter((problem) => problem !== undefined);
+  t.same(problems, [], `xmllint: ${documents.size} distinct documents well-formed`);
 });

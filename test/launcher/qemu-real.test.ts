@@ -1,8 +1,9 @@
 // The rewritten arguments on the real QEMU (TCG, paused with -S): our chardev and QMP monitor
 // exist at the planned paths, our port sits on the planned index or name, and QEMU ends up with
 // exactly the serial ports, monitors and consoles it would have made from the user's arguments
-// alone. "Alone" is observed through a -readconfig [mon] section, which on QEMU 7.2 does not
-// switch off the default monitor the way -mon/-qmp on the command line do.
+// alone. "Alone" is observed through a -readconfig [mon] section, which on QEMU 7.2 and 10.0 does
+// not switch off the default monitor the way -mon/-qmp on the command line do. Every case runs on
+// each QEMU of test/helpers/qemu-versions.ts, planned for that QEMU's version.
 
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -11,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { planQemuArgs, type Transport, type WrapPlan } from '../../launcher/qemu-args.js';
+import { forEachQemu, qemuLegs, type QemuUnderTest } from '../helpers/qemu-versions.js';
 
-const QEMU = process.env['QEMU_SYSTEM_X86_64'] ?? 'qemu-system-x86_64';
 const CONNECT_DEADLINE_MS = 30_000;
 const BASE = ['-M', 'pc', '-accel', 'tcg', '-S'];
 
@@ -93,8 +94,8 @@ class Qmp {
 }
 
 /** Starts QEMU (stdin a pipe, so -nographic's stdio is not a tty) and kills it at teardown. */
-function startQemu(t: Test, args: readonly string[]): () => string | undefined {
-  const child = spawn(QEMU, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+function startQemu(t: Test, qemu: QemuUnderTest, args: readonly string[]): () => string | undefined {
+  const child = spawn(qemu.binary, args, { stdio: ['pipe', 'ignore', 'pipe'] });
   let stderr = '';
   let exit: string | undefined;
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -128,6 +129,8 @@ interface Observed {
   readonly isaIndices: number[];
   /** Their I/O port addresses, sorted. */
   readonly isaIobases: number[];
+  /** Every device in `info qtree`, by type: QEMU's defaults included. */
+  readonly devices: Record<string, number>;
   readonly qmp: Qmp;
 }
 
@@ -138,11 +141,13 @@ async function observe(qmp: Qmp, hide: readonly string[]): Promise<Observed> {
   const ports = [...qtree.matchAll(/dev: isa-serial, id "[^"]*"\n\s+index = (\d+) .*\n\s+iobase = (\d+) /g)];
   const isaIndices = ports.map((m) => Number(m[1])).sort((a, b) => a - b);
   const isaIobases = ports.map((m) => Number(m[2])).sort((a, b) => a - b);
-  return { chardevs, isaIndices, isaIobases, qmp };
+  const devices: Record<string, number> = {};
+  for (const m of qtree.matchAll(/^\s*dev: ([^,\s]+),/gm)) devices[m[1] ?? ''] = (devices[m[1] ?? ''] ?? 0) + 1;
+  return { chardevs, isaIndices, isaIobases, devices, qmp };
 }
 
 /** QEMU run with the user's arguments only, watched through a -readconfig monitor. */
-async function plainQemu(t: Test, userArgs: readonly string[]): Promise<Observed> {
+async function plainQemu(t: Test, qemu: QemuUnderTest, userArgs: readonly string[]): Promise<Observed> {
   const dir = await tempDir(t);
   const socket = join(dir, 'probe.sock');
   const config = join(dir, 'probe.cfg');
@@ -151,19 +156,19 @@ async function plainQemu(t: Test, userArgs: readonly string[]): Promise<Observed
     `[chardev "probe"]\n  backend = "socket"\n  path = "${socket}"\n  server = "on"\n  wait = "off"\n` +
       `[mon "probe-mon"]\n  chardev = "probe"\n  mode = "control"\n`,
   );
-  const died = startQemu(t, [...BASE, ...userArgs, '-readconfig', config]);
+  const died = startQemu(t, qemu, [...BASE, ...userArgs, '-readconfig', config]);
   const qmp = await Qmp.connect(socket, died);
   t.teardown(() => qmp.close());
   return observe(qmp, ['probe']);
 }
 
 /** QEMU run with the launcher's plan, watched through the launcher's own QMP socket. */
-async function rewrittenQemu(t: Test, userArgs: readonly string[], transport: Transport, name = 'vm'): Promise<{ plan: WrapPlan } & Observed> {
+async function rewrittenQemu(t: Test, qemu: QemuUnderTest, userArgs: readonly string[], transport: Transport, name = 'vm'): Promise<{ plan: WrapPlan } & Observed> {
   const vmsDir = await tempDir(t);
-  const plan = planQemuArgs([...BASE, '-name', name, ...userArgs], { transport, vmsDir, launcherPid: process.pid });
+  const plan = planQemuArgs([...BASE, '-name', name, ...userArgs], { transport, vmsDir, launcherPid: process.pid, qemuVersion: qemu.version });
   if (plan.mode !== 'wrap') throw new Error(`expected a wrap plan: ${JSON.stringify(plan)}`);
   await mkdir(plan.vmDir, { mode: 0o700 });
-  const died = startQemu(t, plan.args);
+  const died = startQemu(t, qemu, plan.args);
   const qmp = await Qmp.connect(plan.qmpSocket, died);
   t.teardown(() => qmp.close());
   return { plan, ...(await observe(qmp, [plan.ids.chardev, plan.ids.qmpChardev])) };
@@ -201,37 +206,45 @@ const SAME_AS_QEMU_ALONE: Array<[string, string[], Transport]> = [
   ['virtio-serial, graphical', ['-display', 'none'], 'virtio-serial'],
 ];
 
-for (const [label, userArgs, transport] of SAME_AS_QEMU_ALONE) {
-  t.test(`${label}: QEMU's own devices survive, ours are added`, async (t) => {
-    const [plain, rewritten] = await Promise.all([plainQemu(t, ['-name', 'vm', ...userArgs]), rewrittenQemu(t, userArgs, transport)]);
-    const { plan, qmp } = rewritten;
-    t.same(Object.fromEntries(rewritten.chardevs), Object.fromEntries(plain.chardevs), 'same chardevs (serial, monitor, parallel) as QEMU alone');
+forEachQemu(t, await qemuLegs(), async (t, qemu) => {
+  for (const [label, userArgs, transport] of SAME_AS_QEMU_ALONE) {
+    t.test(`${label}: QEMU's own devices survive, ours are added`, async (t) => {
+      const [plain, rewritten] = await Promise.all([plainQemu(t, qemu, ['-name', 'vm', ...userArgs]), rewrittenQemu(t, qemu, userArgs, transport)]);
+      const { plan, qmp } = rewritten;
+      t.same(Object.fromEntries(rewritten.chardevs), Object.fromEntries(plain.chardevs), 'same chardevs (serial, monitor, parallel) as QEMU alone');
+      // QEMU's default devices (which depend on the display and on the version) are what it makes
+      // alone: the plan adds its port's devices and nothing else.
+      const ours = transport === 'isa-serial' ? ['isa-serial'] : ['virtio-serial-pci', 'virtio-serial-device', 'virtserialport'];
+      const expected = { ...plain.devices };
+      for (const type of ours) expected[type] = (expected[type] ?? 0) + 1;
+      t.same(rewritten.devices, expected, `the devices of QEMU alone plus ours (${ours.join(', ')}), by info qtree`);
 
-    const chardevs = new Map(((await qmp.execute('query-chardev')) as Array<{ label: string; filename: string }>).map((c) => [c.label, c.filename]));
-    t.equal(chardevs.get(plan.ids.chardev), `disconnected:unix:${plan.guestSocket},server=on`, 'our chardev, listening on the planned path');
-    t.match(chardevs.get(plan.ids.qmpChardev), `unix:${plan.qmpSocket},server=on`, 'our QMP monitor (connected: this session)');
-    t.same(await qmp.execute('query-name'), { name: 'vm' });
+      const chardevs = new Map(((await qmp.execute('query-chardev')) as Array<{ label: string; filename: string }>).map((c) => [c.label, c.filename]));
+      t.equal(chardevs.get(plan.ids.chardev), `disconnected:unix:${plan.guestSocket},server=on`, 'our chardev, listening on the planned path');
+      t.match(chardevs.get(plan.ids.qmpChardev), `unix:${plan.qmpSocket},server=on`, 'our QMP monitor (connected: this session)');
+      t.same(await qmp.execute('query-name'), { name: 'vm' });
 
-    const port = `/machine/peripheral/${plan.ids.port}`;
-    t.equal(await qomGet(qmp, port, 'chardev'), plan.ids.chardev);
-    if (transport === 'isa-serial') {
-      t.equal(await qomGet(qmp, port, 'index'), plan.serialIndex, `our isa-serial on index ${String(plan.serialIndex)}`);
-      t.same(rewritten.isaIndices, [...plain.isaIndices, plan.serialIndex].sort((a, b) => (a ?? 0) - (b ?? 0)), "the user's ports keep their indices");
-      t.equal(new Set(rewritten.isaIndices).size, rewritten.isaIndices.length, `no two ports on one index: ${rewritten.isaIndices.join(' ')}`);
-      const iobase = rewritten.isaIobases.filter((address) => !plain.isaIobases.includes(address));
-      t.equal(iobase.length, 1, `ours on an I/O address of its own: ${rewritten.isaIobases.join(' ')} (QEMU alone: ${plain.isaIobases.join(' ')})`);
-      t.equal(await qomGet(qmp, port, 'iobase'), [0x3f8, 0x2f8, 0x3e8, 0x2e8][plan.serialIndex ?? 0], "at its index's standard address (the guest's /dev/ttyS<index>)");
-    } else {
-      t.equal(await qomGet(qmp, port, 'name'), 'org.hostinfo.0');
-      t.same(rewritten.isaIndices, plain.isaIndices, 'ISA serial ports untouched');
-    }
+      const port = `/machine/peripheral/${plan.ids.port}`;
+      t.equal(await qomGet(qmp, port, 'chardev'), plan.ids.chardev);
+      if (transport === 'isa-serial') {
+        t.equal(await qomGet(qmp, port, 'index'), plan.serialIndex, `our isa-serial on index ${String(plan.serialIndex)}`);
+        t.same(rewritten.isaIndices, [...plain.isaIndices, plan.serialIndex].sort((a, b) => (a ?? 0) - (b ?? 0)), "the user's ports keep their indices");
+        t.equal(new Set(rewritten.isaIndices).size, rewritten.isaIndices.length, `no two ports on one index: ${rewritten.isaIndices.join(' ')}`);
+        const iobase = rewritten.isaIobases.filter((address) => !plain.isaIobases.includes(address));
+        t.equal(iobase.length, 1, `ours on an I/O address of its own: ${rewritten.isaIobases.join(' ')} (QEMU alone: ${plain.isaIobases.join(' ')})`);
+        t.equal(await qomGet(qmp, port, 'iobase'), [0x3f8, 0x2f8, 0x3e8, 0x2e8][plan.serialIndex ?? 0], "at its index's standard address (the guest's /dev/ttyS<index>)");
+      } else {
+        t.equal(await qomGet(qmp, port, 'name'), 'org.hostinfo.0');
+        t.same(rewritten.isaIndices, plain.isaIndices, 'ISA serial ports untouched');
+      }
+    });
+  }
+
+  t.test('an explicit clash QEMU would accept silently is avoided', async (t) => {
+    // QEMU alone accepts two isa-serials on index 0 (seen in info qtree); the plan never does that.
+    const userArgs = ['-nodefaults', '-chardev', 'null,id=a', '-device', 'isa-serial,chardev=a', '-serial', 'null'];
+    const { plan, isaIndices } = await rewrittenQemu(t, qemu, userArgs, 'isa-serial');
+    t.equal(plan.serialIndex, 2, '-serial on 0, the implicit device on counter 1, ours on 2');
+    t.same(isaIndices, [0, 1, 2]);
   });
-}
-
-t.test('an explicit clash QEMU would accept silently is avoided', async (t) => {
-  // QEMU alone accepts two isa-serials on index 0 (seen in info qtree); the plan never does that.
-  const userArgs = ['-nodefaults', '-chardev', 'null,id=a', '-device', 'isa-serial,chardev=a', '-serial', 'null'];
-  const { plan, isaIndices } = await rewrittenQemu(t, userArgs, 'isa-serial');
-  t.equal(plan.serialIndex, 2, '-serial on 0, the implicit device on counter 1, ours on 2');
-  t.same(isaIndices, [0, 1, 2]);
 });

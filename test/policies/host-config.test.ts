@@ -31,7 +31,7 @@ t.test('without any config file everything is off, with the documented paths', a
   t.same(await loadHostConfig({}, missing), {
     file: undefined, enabled: false, policyDir: DEFAULT_POLICY_DIR, runtimeDir: '/run/hostinfo', group: undefined, adminGroup: undefined,
     cache: { intervalSeconds: 1, maxAgeSeconds: 5 }, sidecarUser: 'hostinfo', guest: { linesPerSecond: 100, bytesPerSecond: 16384 },
-    metrics: { textfile: undefined },
+    metrics: { textfile: undefined }, vhostmd: { enabled: false },
   });
   t.equal((await loadHostConfig({}, { ...USER, env: { XDG_RUNTIME_DIR: '/run/user/1000' } })).runtimeDir, '/run/user/1000/hostinfo');
 });
@@ -41,7 +41,7 @@ t.test('a config file sets everything; relative paths are relative to the file',
   t.same(await loadHostConfig({ configPath: file }, USER), {
     file, enabled: true, policyDir: join(file, '..', 'policies'), runtimeDir: '/tmp/rt', group: 'kvm', adminGroup: 'hostinfo-admin',
     cache: { intervalSeconds: 0.5, maxAgeSeconds: 2 }, sidecarUser: 'hi-sidecar', guest: { linesPerSecond: 7, bytesPerSecond: 4096 },
-    metrics: { textfile: join(file, '..', 'textfile', 'hostinfo.prom') },
+    metrics: { textfile: join(file, '..', 'textfile', 'hostinfo.prom') }, vhostmd: { enabled: false },
   });
 });
 
@@ -94,6 +94,9 @@ t.test('validation errors name file, line, key, expected and received', async (t
     ['[guest]\nlines_per_second = 1.5', { code: 'CONFIG_TYPE', key: 'guest.lines_per_second' }],
     ['[guest]\nbytes_per_second = 255', { code: 'CONFIG_RANGE', key: 'guest.bytes_per_second', received: '255' }],
     ['metrics = "/x.prom"', { code: 'CONFIG_TYPE', key: 'metrics', expected: 'a table' }],
+    ['vhostmd = true', { code: 'CONFIG_TYPE', line: 1, key: 'vhostmd', expected: 'a table', received: 'boolean true' }],
+    ['[vhostmd]\nenable = true', { code: 'CONFIG_UNKNOWN_KEY', line: 2, key: 'vhostmd.enable', expected: 'one of enabled' }],
+    ['\n[vhostmd]\nenabled = "yes"', { code: 'CONFIG_TYPE', line: 3, key: 'vhostmd.enabled', expected: 'a boolean (true or false)', received: 'string "yes"' }],
     ['[metrics]\nfile = "/x.prom"', { code: 'CONFIG_UNKNOWN_KEY', line: 2, key: 'metrics.file', expected: 'one of textfile' }],
     ['[metrics]\ntextfile = 1', { code: 'CONFIG_TYPE', line: 2, key: 'metrics.textfile', expected: 'a string' }],
     ['[metrics]\ntextfile = ""', { code: 'CONFIG_RANGE', key: 'metrics.textfile', expected: 'a non-empty string' }],
@@ -127,4 +130,15 @@ t.test('admin_group: unset by default, a name as written', async (t) => {
   t.equal(parseHostConfig('enabled = true\n', '/h.toml').adminGroup, undefined);
   t.equal(parseHostConfig('admin_group = "adm"\n', '/h.toml').adminGroup, 'adm');
   t.equal(parseHostConfig('group = "kvm"\nadmin_group = "kvm"\n', '/h.toml').adminGroup, 'kvm', 'the same group as `group` is allowed');
+});
+
+t.test('[vhostmd] enabled: off by default, an empty table off too, true as written', async (t) => {
+  const file = '/etc/hostinfo/hostinfo.toml';
+  t.same(parseHostConfig('enabled = true\n', file).vhostmd, { enabled: false });
+  t.same(parseHostConfig('[vhostmd]\n', file).vhostmd, { enabled: false });
+  t.same(parseHostConfig('[vhostmd]\nenabled = false\n', file).vhostmd, { enabled: false });
+  t.same(parseHostConfig('[vhostmd]\nenabled = true\n', file).vhostmd, { enabled: true });
+  const loaded = await loadHostConfig({ configPath: await configFile('enabled = true\n[vhostmd]\nenabled = true\n') }, ROOT);
+  t.same(loaded.vhostmd, { enabled: true }, 'through loadHostConfig');
+  t.match(thrown(() => parseHostConfig('[vhostmd]\nenabled = 1\n', file)), { message: `${file}:2: key "vhostmd.enabled": expected a boolean (true or false): received integer 1` }, 'the whole message');
 });

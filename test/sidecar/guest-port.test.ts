@@ -1,6 +1,6 @@
 // A unix socket server stands in for QEMU's chardev (QEMU is the server there too).
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { mkdtemp } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,7 @@ import t from 'tap';
 import { DEFAULT_GUEST_BUDGET, GUEST_BUDGET_WINDOW_MS, type GuestBudget } from '../../sidecar/guest-budget.js';
 import { fdConnector, GUEST_RECONNECT, GuestPort, pathConnector, type GuestPortOptions } from '../../sidecar/guest-port.js';
 import type { GuestFrame } from '../../sidecar/protocol/line-decoder.js';
+import { VhostmdRequestDecoder, type VhostmdRequest } from '../../sidecar/vhostmd/request-decoder.js';
 import { withTimeout } from '../helpers/logged-process.js';
 
 async function chardev(): Promise<{ path: string; server: Server; next: () => Promise<Socket> }> {
@@ -423,4 +424,53 @@ t.test('fdConnector: a descriptor inherited from a launcher is served once, and 
   const report = JSON.parse(stdout) as { events: string[]; second: string };
   t.same(report.events, ['connected', 'disconnected', 'ended']);
   t.match(report.second, /fd 3 was already handed to a socket/);
+});
+
+t.test('a decoder of its own (vhostmd\'s): its frames go to respond, its replies back', async (t) => {
+  const { path, server, next } = await chardev();
+  const seen: VhostmdRequest[] = [];
+  const port = new GuestPort<VhostmdRequest>({
+    connect: pathConnector(path), reconnect: FAST_RETRY, budget: DEFAULT_GUEST_BUDGET,
+    decoder: () => new VhostmdRequestDecoder(),
+    respond: (request) => {
+      seen.push(request);
+      return request.kind === 'get' ? 'DOC\n\n' : 'INVALID REQUEST\n\n';
+    },
+  });
+  t.teardown(() => { port.close(); server.close(); });
+  port.start();
+  const guest = await next();
+  const readLine = lines(guest);
+  guest.write('GET /metrics/XML\n');
+  guest.write('\nnonsense\n\n');
+  t.equal(await readLine(), 'DOC\n');
+  t.equal(await readLine(), '\n');
+  t.equal(await readLine(), 'INVALID REQUEST\n');
+  t.same(seen, [{ kind: 'get' }, { kind: 'invalid', reason: 'blank line' }]);
+});
+
+t.test('resetDecoder: a partial request is dropped, the next one is whole', async (t) => {
+  const { path, server, next } = await chardev();
+  // Each chunk the port reads is announced, so the test knows the leftover is in the decoder.
+  const reads = new EventEmitter();
+  const port = new GuestPort<VhostmdRequest>({
+    connect: pathConnector(path), reconnect: FAST_RETRY, budget: DEFAULT_GUEST_BUDGET,
+    decoder: () => {
+      const decoder = new VhostmdRequestDecoder();
+      return { push: (chunk) => { reads.emit('read', chunk.length); return decoder.push(chunk); }, skip: (bytes) => decoder.skip(bytes) };
+    },
+    respond: (request) => `${request.kind}\n`,
+  });
+  t.teardown(() => { port.close(); server.close(); });
+  port.start();
+  const guest = await next();
+  const readLine = lines(guest);
+  guest.write('GET /metrics/XML\n\n');
+  t.equal(await readLine(), 'get\n');
+  const read = once(reads, 'read');
+  guest.write('GET /met');
+  t.same(await read, [8], 'the leftover is in the decoder');
+  port.resetDecoder();
+  guest.write('GET /metrics/XML\n\n');
+  t.equal(await readLine(), 'get\n', 'without the reset this would be one invalid request');
 });
