@@ -7,7 +7,7 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { AccessMessage, VmCounters } from '../daemon/messages.js';
-import { retryEvery, type BackoffPolicy } from '../common/backoff.js';
+import type { BackoffPolicy } from '../common/backoff.js';
 import { HOSTINFO_VERSION } from '../common/version.js';
 import type { Access } from '../policies/access.js';
 import { FRESH_LIMITER, rebaseLimiter, type LimiterState } from '../policies/rate-limiter.js';
@@ -16,10 +16,10 @@ import { countRequest, ZERO_COUNTERS } from './counters.js';
 import { accessOf, type DaemonChannel } from './daemon-channel.js';
 import { GuestPort } from './guest-port.js';
 import type { GuestFrame } from './protocol/line-decoder.js';
-import { isVmUuid, QmpClient, QmpConnectError, queryCpusFast, queryName, queryUuid, queryVersion, type QmpConnectedSocket, type QmpEvent } from './qmp/index.js';
+import { isVmUuid, QmpClient, type QmpConnectedSocket, type QmpEvent } from './qmp/index.js';
 import { handleGuestFrame, type HeldSample, type RequestContext, type VmFacts } from './request-handler.js';
 import { vmMeters } from './vm-meters.js';
-import { vcpuThreadsByName } from './vcpu-threads.js';
+import { connectQmp, identityOverQmp, identityWithoutQmp, type VmIdentityFacts } from './vm-identity.js';
 import { handleVhostmdRequest, type CachedDocument } from './vhostmd/handler.js';
 import { vhostmdPortChanged, vhostmdPortIds } from './vhostmd/port-ids.js';
 import { VhostmdRequestDecoder, type VhostmdRequest } from './vhostmd/request-decoder.js';
@@ -27,10 +27,8 @@ import type { Status } from './protocol/reply.js';
 
 /** Counters go to the daemon at most this often, however fast the guest asks. */
 export const COUNTER_REPORT_MS = 1_000;
-export const QMP_CONNECT_TIMEOUT_MS = 10_000;
 /** The daemon sends its decision as soon as the channel opens; without one nothing is served. */
 export const ACCESS_TIMEOUT_MS = 10_000;
-const QMP_RETRY_MS = 50;
 
 export interface SidecarLog {
   info(fields: object, message?: string): void;
@@ -80,14 +78,6 @@ export interface SidecarOptions {
 export interface Stopped {
   readonly reason: string;
   readonly status: 0 | 1;
-}
-
-export interface VmIdentityFacts {
-  readonly name: string | undefined;
-  readonly uuid: string | undefined;
-  /** QEMU's version from QMP; undefined without QMP (the hypervisor item answers 503). */
-  readonly hypervisor: string | undefined;
-  readonly vcpuThreads: readonly number[];
 }
 
 export class Sidecar {
@@ -205,44 +195,12 @@ export class Sidecar {
     return decided;
   }
 
-  /**
-   * QEMU creates its QMP socket a moment after it starts: a path is retried until it answers.
-   * False: stop() ran meanwhile, and no connection is left open.
-   * The deadline bounds real waiting (timers), so it is on the real monotonic clock, not on an
-   * injected one.
-   */
-  async #connectQmp(target: string | QmpConnectedSocket): Promise<boolean> {
-    const deadline = performance.now() + QMP_CONNECT_TIMEOUT_MS;
-    const stopped = (): boolean => this.#stopping !== undefined;
-    try {
-      await retryEvery(QMP_RETRY_MS, async () => {
-        // Checked before every attempt: a connection opened after stop() would outlive it.
-        if (stopped()) throw new Error('stopped');
-        await this.#qmp.connect(target, { timeoutMs: Math.max(1, Math.ceil(deadline - performance.now())) });
-      }, (error) =>
-        // Only "the socket could not be opened" is worth another try: QEMU may not listen yet.
-        // A QmpStateError (connect while not idle) is a bug here, and retrying would hide it.
-        !stopped() && typeof target === 'string' && error instanceof QmpConnectError && performance.now() < deadline);
-      return true;
-    } catch (error) {
-      if (stopped()) return false;
-      throw error;
-    }
-  }
-
   /** Undefined without a QMP socket, or when stop() ran meanwhile. */
   async #identifyOverQmp(): Promise<VmIdentityFacts | undefined> {
-    if (this.#options.qmp === undefined || !(await this.#connectQmp(this.#options.qmp))) return undefined;
+    if (this.#options.qmp === undefined || !(await connectQmp(this.#qmp, this.#options.qmp, () => this.#stopping !== undefined))) return undefined;
     this.#qmp.on('event', (event) => this.#onQmpEvent(event));
     this.#qmp.on('disconnected', (reason) => void this.stop(`QMP connection closed: ${reason.message}`));
-    return this.#learnIdentity();
-  }
-
-  async #learnIdentity(): Promise<VmIdentityFacts> {
-    const [name, uuid, hypervisor, cpus] = await Promise.all([
-      queryName(this.#qmp), queryUuid(this.#qmp), queryVersion(this.#qmp), queryCpusFast(this.#qmp),
-    ]);
-    return { name, uuid, hypervisor, vcpuThreads: cpus.map((cpu) => cpu.threadId) };
+    return identityOverQmp(this.#qmp);
   }
 
   #vmName(): string {
@@ -395,9 +353,4 @@ export class Sidecar {
   #every(ms: number, run: () => void): void {
     this.#timers.push(setInterval(run, ms));
   }
-}
-
-/** An attached VM without QMP: what hostinfod registered, and the vCPU threads QEMU named. */
-async function identityWithoutQmp(access: AccessMessage): Promise<VmIdentityFacts> {
-  return { name: access.vm.name, uuid: access.vm.uuid, hypervisor: undefined, vcpuThreads: await vcpuThreadsByName(access.vm.pid) };
 }
