@@ -19,6 +19,7 @@ import t from 'tap';
 import { APPEND, auditedRequests, auditOf, stripEscapes, BOOT_MS, guestImage, Launcher, MACHINE, makeHost, PACKAGE_VERSION, repliesOf, vmDirRemoved } from './harness.js';
 import { formatQemuVersion } from '../../launcher/qemu-versions.js';
 import { forEachQemu, qemuLegs } from '../helpers/qemu-versions.js';
+import { onlineCpus } from '../helpers/proc-stats.js';
 
 t.setTimeout(10 * 60_000); // a first build downloads a kernel; each boot is bounded by BOOT_MS
 
@@ -34,15 +35,6 @@ function hostNow(): HostNow {
     uptime: Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]),
     time: Date.now() / 1000,
   };
-}
-
-function onlineCpus(): number {
-  let count = 0;
-  for (const range of readFileSync('/sys/devices/system/cpu/online', 'utf8').trim().split(',')) {
-    const [a, b] = range.split('-').map(Number);
-    count += b === undefined ? 1 : b - (a ?? 0) + 1;
-  }
-  return count;
 }
 
 function memTotalKb(): number {

@@ -18,6 +18,7 @@ import { fetchStatus } from '../../daemon/control-client.js';
 import { readLogFile, waitForLogLine } from '../helpers/log-file.js';
 import { APPEND, auditOf, BOOT_MS, guestImage, Launcher, MACHINE, makeHost, stripEscapes, type Host } from '../e2e/harness.js';
 import { addKit, blocksOf, kitFile, parseUdevRules, PHASE_PRELUDE, udevMatches, type Block, type SysDevice } from './kit.js';
+import { onlineCpus } from '../helpers/proc-stats.js';
 
 t.setTimeout(10 * 60_000);
 
@@ -87,14 +88,6 @@ function script(transport: 'isa' | 'virtio'): string {
   ].join('\n');
 }
 
-function onlineCpus(): number {
-  let count = 0;
-  for (const range of readFileSync('/sys/devices/system/cpu/online', 'utf8').trim().split(',')) {
-    const [a, b] = range.split('-').map(Number);
-    count += b === undefined ? 1 : b - (a ?? 0) + 1;
-  }
-  return count;
-}
 const memTotalKb = (): number => Number(/^MemTotal:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1]);
 
 function promtool(t: Test, text: string, what: string): void {

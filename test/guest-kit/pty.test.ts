@@ -16,18 +16,10 @@ import t, { type Test } from 'tap';
 import { changePolicy, makeSite, stageVm, startDaemon, status, vmStatus, type Site } from '../helpers/served-vm.js';
 import { blocksOf, CLIENT, PHASE_PRELUDE, SHELLS, type Shell } from './kit.js';
 import { until } from '../e2e/harness.js';
+import { onlineCpus } from '../helpers/proc-stats.js';
 
 t.setTimeout(180_000);
 const POLICY = 'enabled = true\nallow = ["physcpus", "loadavg", "physmem", "uptime"]\nburst = 1000\ninterval = 0.001\n';
-
-function onlineCpus(): number {
-  let count = 0;
-  for (const range of readFileSync('/sys/devices/system/cpu/online', 'utf8').trim().split(',')) {
-    const [a, b] = range.split('-').map(Number);
-    count += b === undefined ? 1 : b - (a ?? 0) + 1;
-  }
-  return count;
-}
 
 /** The phases; `wait_host NAME` hands over to the test, which answers by creating $D/go-NAME. */
 function phaseScript(shell: Shell, dir: string): string {

@@ -49,3 +49,13 @@ export function processAlive(pid: number): boolean {
   const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   return state !== 'Z' && state !== 'X';
 }
+
+/** The host's online CPUs as the kernel lists them (/sys/devices/system/cpu/online: "0-3,6"). */
+export function onlineCpus(): number {
+  let count = 0;
+  for (const range of readFileSync('/sys/devices/system/cpu/online', 'utf8').trim().split(',')) {
+    const [a, b] = range.split('-').map(Number);
+    count += b === undefined ? 1 : b - (a ?? 0) + 1;
+  }
+  return count;
+}
