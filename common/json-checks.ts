@@ -13,3 +13,13 @@ export function isCount(value: unknown): value is number {
 export function isAmount(value: unknown): value is number {
   return typeof value === 'number' && Number.isFinite(value) && value >= 0;
 }
+
+/** A string of 1 to `max` characters. */
+export function isText(value: unknown, max: number): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= max;
+}
+
+/** Absent, or a string of 1 to `max` characters. */
+export function isOptionalText(value: unknown, max: number): value is string | undefined {
+  return value === undefined || isText(value, max);
+}

@@ -3,7 +3,7 @@
 // (which the kernel vouches for) says who registered it, the pid must run as that owner, and the
 // daemon only ever acts on this VM with that owner's rights.
 
-import { isCount, isPlainObject } from './json-checks.js';
+import { isCount, isPlainObject, isOptionalText, isText } from './json-checks.js';
 
 export const VM_RECORD_VERSION = 1;
 /** A record with every field at its longest is under 1 KiB. */
@@ -59,8 +59,6 @@ export function encodeVmRecord(record: VmRecord): string {
   return `${JSON.stringify(record)}\n`;
 }
 
-const isText = (value: unknown, max: number): value is string => typeof value === 'string' && value.length > 0 && value.length <= max;
-const optionalText = (value: unknown, max: number): boolean => value === undefined || isText(value, max);
 
 /** Size first, then JSON, then every field; anything unexpected makes the record invalid. */
 export function parseVmRecord(text: string): VmRecordResult {
@@ -134,8 +132,8 @@ function checkFields(r: Record<string, unknown>): string | undefined {
   if (!(isCount(pid) && pid > 1)) return 'pid must be an integer above 1';
   if (!(typeof r['startTime'] === 'string' && /^\d{1,20}$/.test(r['startTime']))) return 'startTime must be a decimal number';
   if (typeof r['name'] === 'string' && r['name'].length > MAX_VM_NAME_LENGTH) return `name is longer than ${MAX_VM_NAME_LENGTH} characters`;
-  if (!optionalText(r['name'], MAX_VM_NAME_LENGTH)) return 'name must be a non-empty string';
-  if (!optionalText(r['uuid'], MAX_VM_UUID_LENGTH)) return `uuid must be a string of at most ${MAX_VM_UUID_LENGTH} characters`;
+  if (!isOptionalText(r['name'], MAX_VM_NAME_LENGTH)) return 'name must be a non-empty string';
+  if (!isOptionalText(r['uuid'], MAX_VM_UUID_LENGTH)) return `uuid must be a string of at most ${MAX_VM_UUID_LENGTH} characters`;
   if (r['transport'] !== 'isa-serial' && r['transport'] !== 'virtio-serial') return 'transport must be isa-serial or virtio-serial';
   if (!isText(r['guestDevice'], 64)) return 'guestDevice must be a short string';
   const pidfile = r['pidfile'];

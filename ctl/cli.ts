@@ -2,8 +2,9 @@
 // operands, and the flags that verb takes (any other flag is a usage error, not ignored).
 
 import { parseFlagValues } from '../common/flags.js';
-import { checkSocketPath, type Transport } from '../common/vm-record.js';
+import type { Transport } from '../common/vm-record.js';
 import { attachSpecOf, type AttachSpec } from '../daemon/control-messages.js';
+import { isQueryLine, MAX_QUERY_LINE } from '../daemon/message-types.js';
 
 export const EXIT_OK = 0;
 /** The daemon refused or the request failed. */
@@ -158,7 +159,7 @@ function commandOf(verb: string, operands: readonly string[], values: Values, js
       const [vm, ...words] = operands;
       const line = words.join(' ');
       if (vm === undefined || words.length === 0) return 'query takes a VM and the request its guest would send (e.g. physcpus)';
-      return /^[\x20-\x7e]{1,255}$/.test(line) ? { verb, vm, line, json } : 'query: the request must be printable ASCII of at most 255 characters';
+      return isQueryLine(line) ? { verb, vm, line, json } : `query: the request must be printable ASCII of at most ${MAX_QUERY_LINE} characters`;
     }
     case 'attach':
       return operands.length > 0 ? `attach takes flags only, not ${JSON.stringify(operands[0])}` : attachOf(values, json);
@@ -179,8 +180,6 @@ function attachOf(values: Values, json: boolean): Command | string {
   if (pid === undefined || !/^\d{1,10}$/.test(pid)) return `--pid needs QEMU's pid, got ${JSON.stringify(pid ?? '')}`;
   const guestSocket = text('guest-socket');
   if (guestSocket === undefined) return '--guest-socket is required: the unix socket QEMU listens on for the guest\'s port';
-  const socketProblem = checkSocketPath(guestSocket);
-  if (socketProblem !== undefined) return `--guest-socket ${socketProblem}`;
   const transport = (text('transport') ?? 'isa-serial') as Transport;
   const spec = attachSpecOf({ pid: Number(pid), name: text('name'), uuid: text('uuid'), transport, guestSocket, qmpSocket: text('qmp-socket'), guestDevice: text('guest-device'), vhostmdSocket: text('vhostmd-socket') });
   if (typeof spec === 'string') return spec.replace(/^vm\.(\w+)/, (_whole, key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);

@@ -2,10 +2,10 @@
 // one request per connection. Checked like every frame: size first, the envelope and version
 // negotiation of messages.ts, then each field; unknown keys are ignored, unknown types refused.
 
-import { isCount, isPlainObject } from '../common/json-checks.js';
+import { isCount, isOptionalText, isPlainObject } from '../common/json-checks.js';
 import { checkSocketPath, MAX_VM_NAME_LENGTH, MAX_VM_UUID_LENGTH, type Transport } from '../common/vm-record.js';
 import { DAEMON_PROTOCOL, MAX_CLIENT_MESSAGE_BYTES, ProtocolError, type ProtocolErrorCode, negotiate, readEnvelope } from './messages.js';
-import { MAX_QUERY_LINE, type StatusReply } from './message-types.js';
+import { isQueryLine, MAX_QUERY_LINE, type StatusReply } from './message-types.js';
 
 /** Longest guest device name: /dev/ttyS<N> or a virtio port name (QEMU allows any string). */
 export const MAX_GUEST_DEVICE_LENGTH = 64;
@@ -61,7 +61,6 @@ export type ControlReply =
 type Parsed<T> = { ok: true; message: T } | { ok: false; error: ProtocolError };
 const fail = (code: ProtocolErrorCode, message: string): { ok: false; error: ProtocolError } => ({ ok: false, error: new ProtocolError(code, message) });
 
-const optionalText = (value: unknown, max: number): boolean => value === undefined || (typeof value === 'string' && value.length > 0 && value.length <= max);
 
 /** A request in any version range that includes one this daemon speaks; answered in the highest common one. */
 export function parseControlMessage(text: string): Parsed<ControlRequest> {
@@ -85,7 +84,7 @@ export function parseControlMessage(text: string): Parsed<ControlRequest> {
       if (!(typeof vm === 'string' && vm.length > 0 && vm.length <= MAX_VM_NAME_LENGTH)) return fail('INVALID_MESSAGE', `${type}: vm must be a VM id, name or pid`);
       if (type === 'detach') return { ok: true, message: { v, type, vm } };
       const line = raw['line'];
-      if (!(typeof line === 'string' && /^[\x20-\x7e]{1,255}$/.test(line))) return fail('INVALID_MESSAGE', `query: line must be one guest request, printable ASCII of at most ${MAX_QUERY_LINE}`);
+      if (!isQueryLine(line)) return fail('INVALID_MESSAGE', `query: line must be one guest request, printable ASCII of at most ${MAX_QUERY_LINE}`);
       return { ok: true, message: { v, type, vm, line } };
     }
     default:
@@ -98,15 +97,15 @@ export function attachSpecOf(vm: unknown): AttachSpec | string {
   if (!isPlainObject(vm)) return 'vm must be an object';
   const pid = vm['pid'];
   if (!(isCount(pid) && pid > 1)) return 'vm.pid must be an integer above 1';
-  if (!optionalText(vm['name'], MAX_VM_NAME_LENGTH)) return `vm.name must be a string of 1 to ${MAX_VM_NAME_LENGTH} characters`;
-  if (!optionalText(vm['uuid'], MAX_VM_UUID_LENGTH)) return `vm.uuid must be a string of 1 to ${MAX_VM_UUID_LENGTH} characters`;
+  if (!isOptionalText(vm['name'], MAX_VM_NAME_LENGTH)) return `vm.name must be a string of 1 to ${MAX_VM_NAME_LENGTH} characters`;
+  if (!isOptionalText(vm['uuid'], MAX_VM_UUID_LENGTH)) return `vm.uuid must be a string of 1 to ${MAX_VM_UUID_LENGTH} characters`;
   const transport = vm['transport'];
   if (transport !== 'isa-serial' && transport !== 'virtio-serial') return 'vm.transport must be isa-serial or virtio-serial';
   const guest = checkSocketPath(vm['guestSocket']);
   if (guest !== undefined) return `vm.guestSocket ${guest}`;
   const qmp = vm['qmpSocket'] === undefined ? undefined : checkSocketPath(vm['qmpSocket']);
   if (qmp !== undefined) return `vm.qmpSocket ${qmp}`;
-  if (!optionalText(vm['guestDevice'], MAX_GUEST_DEVICE_LENGTH)) return `vm.guestDevice must be a string of 1 to ${MAX_GUEST_DEVICE_LENGTH} characters`;
+  if (!isOptionalText(vm['guestDevice'], MAX_GUEST_DEVICE_LENGTH)) return `vm.guestDevice must be a string of 1 to ${MAX_GUEST_DEVICE_LENGTH} characters`;
   const vhostmd = vm['vhostmdSocket'] === undefined ? undefined : checkSocketPath(vm['vhostmdSocket']);
   if (vhostmd !== undefined) return `vm.vhostmdSocket ${vhostmd}`;
   return {

@@ -69,6 +69,8 @@ export interface QueryMessage { readonly v: number; readonly type: 'query'; read
 export interface QueryReplyMessage { readonly v: number; readonly type: 'query-reply'; readonly id: number; readonly reply: string }
 /** A query line is one guest request without its LF; a reply at most one guest reply line. */
 export const MAX_QUERY_LINE = 255;
+/** One guest request without its LF: 1 to MAX_QUERY_LINE printable ASCII characters. */
+export const isQueryLine = (value: unknown): value is string => typeof value === 'string' && value.length >= 1 && value.length <= MAX_QUERY_LINE && /^[\x20-\x7e]*$/.test(value);
 export const MAX_QUERY_REPLY = 1024;
 export interface CountersMessage extends VmCounters { readonly v: number; readonly type: 'counters' }
 /** A sidecar that refuses the daemon (no common version) says why before it closes. */

@@ -10,7 +10,7 @@ import { isHostItemName, type HostItemName, type ItemName } from '../policies/it
 import { type HostSnapshot, type PartialHostValues, parseHostValues } from './sample.js';
 import { accessOf, checkAccess, checkCounters, checkError, checkQmpIdentity } from './message-fields.js';
 import {
-  COUNTER_KEYS, MAX_CLIENT_MESSAGE_BYTES, MAX_QUERY_LINE, MAX_QUERY_REPLY, MAX_SERVER_MESSAGE_BYTES, SIDECAR_FEATURES, type ErrorMessage, ProtocolError, type ProtocolErrorCode,
+  COUNTER_KEYS, MAX_CLIENT_MESSAGE_BYTES, MAX_QUERY_LINE, MAX_QUERY_REPLY, MAX_SERVER_MESSAGE_BYTES, isQueryLine, SIDECAR_FEATURES, type ErrorMessage, ProtocolError, type ProtocolErrorCode,
   type SampleMessage, type SidecarMessage, type ToSidecarMessage,
 } from './message-types.js';
 
@@ -160,7 +160,7 @@ export function toSidecarMessageOf(envelope: Envelope, version: number): Parsed<
     }
     case 'query': {
       const line = raw['line'];
-      if (!isCount(raw['id']) || !(typeof line === 'string' && line.length <= MAX_QUERY_LINE && /^[\x20-\x7e]*$/.test(line))) return fail('INVALID_MESSAGE', `query: id must be a count and line printable ASCII of at most ${MAX_QUERY_LINE}`);
+      if (!isCount(raw['id']) || !isQueryLine(line)) return fail('INVALID_MESSAGE', `query: id must be a count and line printable ASCII of at most ${MAX_QUERY_LINE}`);
       return { ok: true, message: { v: version, type: 'query', id: raw['id'] as number, line } };
     }
     case 'error':

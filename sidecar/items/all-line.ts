@@ -12,6 +12,7 @@
 
 import type { ItemName } from '../../policies/items.js';
 import { MAX_REPLY_BYTES } from '../protocol/limits.js';
+import { printableAscii } from '../protocol/reply.js';
 import { REPLY_PREFIX } from '../protocol/version.js';
 
 export const UNAVAILABLE_WORD = 'unavailable';
@@ -24,12 +25,10 @@ export interface AllEntry {
   readonly text: string | undefined;
 }
 
-/** Printable ASCII, one byte per character: what formatReply would make of it anyway. */
-const printable = (text: string): string => text.replace(/[^\x20-\x7e]/g, '?');
 
 /** One value as the request grammar reads it: bare when it can be, else quoted with \" and \\. */
 export function encodeValue(text: string): string {
-  const clean = printable(text);
+  const clean = printableAscii(text);
   if (clean !== '' && clean !== UNAVAILABLE_WORD && !/[ "]/.test(clean)) return clean;
   return `"${clean.replace(/["\\]/g, (char) => `\\${char}`)}"`;
 }

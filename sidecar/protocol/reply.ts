@@ -21,11 +21,14 @@ export interface Reply {
   readonly text: string;
 }
 
+/** Printable ASCII, one byte per character: every other code unit becomes `?`. */
+export const printableAscii = (text: string): string => text.replace(/[^\x20-\x7e]/g, '?');
+
 export function formatReply(reply: Reply): string {
   const prefix = `${REPLY_PREFIX}${reply.status} `;
   const room = MAX_REPLY_BYTES - prefix.length - 1;
   // Replacing every non-printable code unit keeps one character per byte, so slicing by
   // characters below is slicing by bytes.
-  const printable = reply.text.replace(/[^\x20-\x7e]/g, '?');
+  const printable = printableAscii(reply.text);
   return `${prefix}${printable.slice(0, room)}\n`;
 }
