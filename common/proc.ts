@@ -4,6 +4,13 @@
 
 import { readFileSync } from 'node:fs';
 
+/**
+ * /proc/<pid>/stat and /proc/stat count CPU time in clock ticks of USER_HZ, which the kernel's
+ * user ABI fixes at 100 (include/asm-generic/param.h; sysconf(_SC_CLK_TCK) reports it, `getconf
+ * CLK_TCK` prints 100) on every architecture a KVM host runs; only Alpha differs.
+ */
+export const USER_HZ = 100;
+
 /** /proc/<pid>/stat and status are a few hundred bytes; cmdline is bounded by ARG_MAX. */
 const MAX_CMDLINE_BYTES = 2 * 1024 * 1024;
 
@@ -19,9 +26,15 @@ function readProc(pid: number, file: string): string | undefined {
 /** Field 22 of /proc/<pid>/stat (clock ticks after boot), as text; undefined when gone. */
 export function processStartTime(pid: number): string | undefined {
   const stat = readProc(pid, 'stat');
-  if (stat === undefined) return undefined;
+  return stat === undefined ? undefined : startTimeOfStat(stat);
+}
+
+/** Field 22 of a /proc/<pid>/stat text; undefined for a zombie or a text that is not one. */
+export function startTimeOfStat(stat: string): string | undefined {
   // comm (field 2) may contain spaces and parentheses: fields after it start past the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const close = stat.lastIndexOf(')');
+  if (close === -1) return undefined;
+  const fields = stat.slice(close + 2).split(' ');
   const start = fields[19];
   // A zombie keeps its stat until reaped, but it is no longer the VM.
   if (fields[0] === 'Z' || start === undefined || !/^\d+$/.test(start)) return undefined;

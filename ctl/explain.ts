@@ -60,13 +60,13 @@ const summaryOf = (access: Access): AccessSummary =>
 const daemonSummary = (vm: VmStatus): AccessSummary => ({ served: vm.served, reason: vm.reason, file: vm.file, items: vm.items, limit: vm.limit });
 
 /**
- * The identity the daemon looks policies up by. The status fills a missing name with the uuid or
- * directory id, and a missing uuid with a nil-uuid form that no uuid file can match; a VM without a
- * name whose id names an existing file would be the one case explained differently than decided
- * (and then flagged as a disagreement).
+ * The identity the daemon looks policies up by: the registered name and uuid. A daemon older than
+ * the `registered` field only reports them filled in (a missing name as the uuid or directory id,
+ * a missing uuid as a nil-uuid form no uuid file matches): for those, the filled-in ones.
  */
 export function identityOf(vm: VmStatus): VmIdentity {
-  return { name: vm.vm.name, uuid: vm.vm.uuid };
+  if (vm.registered === undefined) return { name: vm.vm.name, uuid: vm.vm.uuid };
+  return { name: vm.registered.name ?? undefined, uuid: vm.registered.uuid ?? undefined };
 }
 
 export async function explainVm(config: HostConfig, vm: VmStatus): Promise<Explanation> {
@@ -95,8 +95,9 @@ export async function explainVm(config: HostConfig, vm: VmStatus): Promise<Expla
     candidates.push({ file, why: whyOf(file), read: seen !== undefined, exists, error: seen?.error ?? null });
   }
   const skipped: string[] = [];
-  if (uuidStem === undefined) skipped.push(/^0{8}-0{4}-0{4}-0{4}-0{12}(-|$)/.test(identity.uuid ?? '') ? 'uuid: none given (QEMU\'s -uuid), no <uuid>.toml' : `uuid ${JSON.stringify(identity.uuid)} is not a uuid: no <uuid>.toml`);
-  if (nameStem === undefined) skipped.push(`name ${JSON.stringify(identity.name)} is not a safe file name (letters, digits, _ . + -, no leading dot, at most 128): no <name>.toml`);
+  const noUuid = identity.uuid === undefined || /^0{8}-0{4}-0{4}-0{4}-0{12}(-|$)/.test(identity.uuid);
+  if (uuidStem === undefined) skipped.push(noUuid ? 'uuid: none given (QEMU\'s -uuid), no <uuid>.toml' : `uuid ${JSON.stringify(identity.uuid)} is not a uuid: no <uuid>.toml`);
+  if (nameStem === undefined) skipped.push(identity.name === undefined ? 'name: none given (QEMU\'s -name), no <name>.toml' : `name ${JSON.stringify(identity.name)} is not a safe file name (letters, digits, _ . + -, no leading dot, at most 128): no <name>.toml`);
   const decision = summaryOf(decideAccess(config, lookup));
   const daemon = daemonSummary(vm);
   return {

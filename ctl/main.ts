@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // hostinfo-ctl: the administrator's entry point to a running hostinfod (its control socket).
 
-import { readSync } from 'node:fs';
 import { join } from 'node:path';
 import { closeInheritedFds } from '../common/inherited-fds.js';
 import { CONTROL_SOCKET } from '../common/runtime-tree.js';
@@ -11,7 +10,7 @@ import { renderMetrics } from '../daemon/metrics/prometheus-text.js';
 import { loadHostConfig, type ConfigEnvironment, type HostConfig } from '../policies/host-config.js';
 import { checkFiles, checkJson, checkText } from './check.js';
 import { EXIT_FAILED, EXIT_NO_DAEMON, EXIT_OK, EXIT_PERMISSION, EXIT_USAGE, USAGE, parseCtlArgs, type Command, type Location } from './cli.js';
-import { libvirtHookAction, LIBVIRT_QEMU_RUN_DIR } from './hooks/libvirt.js';
+import { libvirtHookAction, libvirtHookReadsXml, LIBVIRT_QEMU_RUN_DIR } from './hooks/libvirt.js';
 import type { HookAction } from './hooks/actions.js';
 import { proxmoxHookAction } from './hooks/proxmox.js';
 import { MAX_XML_BYTES } from './hooks/xml-tree.js';
@@ -101,23 +100,16 @@ async function run(command: Command, { socket, config }: Target): Promise<number
   }
 }
 
-/** libvirt's stdin: the domain XML, read up to the bound (a larger one is refused by the parser). */
-function readStdin(): string {
+/**
+ * The domain XML libvirt writes on stdin, up to just over MAX_XML_BYTES (the XML reader refuses
+ * anything longer). Read as a stream: a non-blocking stdin then waits instead of spinning.
+ */
+async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   let total = 0;
-  const buffer = Buffer.alloc(64 * 1024);
-  for (;;) {
-    let n = 0;
-    try {
-      n = readSync(0, buffer, 0, buffer.length, null);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EAGAIN') continue;
-      if ((error as NodeJS.ErrnoException).code === 'EOF') break;
-      throw error;
-    }
-    if (n === 0) break;
-    chunks.push(Buffer.from(buffer.subarray(0, n)));
-    total += n;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    total += chunk.length;
     if (total > MAX_XML_BYTES) break;
   }
   return Buffer.concat(chunks).toString('utf8');
@@ -127,8 +119,9 @@ function readStdin(): string {
 async function runHook(command: Extract<Command, { verb: 'hook' }>, location: Location): Promise<number> {
   const label = `hook ${command.manager} ${command.args.slice(0, 2).join(' ')}`;
   try {
+    const xml = command.manager === 'libvirt' && libvirtHookReadsXml(command.args) ? await readStdin() : '';
     const action: HookAction = command.manager === 'libvirt'
-      ? libvirtHookAction(command.args, readStdin, join(command.root, LIBVIRT_QEMU_RUN_DIR))
+      ? libvirtHookAction(command.args, () => xml, join(command.root, LIBVIRT_QEMU_RUN_DIR))
       : proxmoxHookAction(command.args, command.serial, command.root);
     if (action.kind === 'none') {
       if (action.note !== undefined) err(`${label}: ${action.note}`);
@@ -144,7 +137,8 @@ async function runHook(command: Extract<Command, { verb: 'hook' }>, location: Lo
     for (const note of action.notes) err(`${label}: ${note}`);
     for (const spec of action.specs) {
       const reply = await controlRequest(socket, { type: 'attach', vm: spec });
-      err(`${label}: ${reply.already ? 'already attached' : 'attached'} as ${reply.id} (${spec.guestDevice} on ${spec.guestSocket})`);
+      const vhostmd = spec.vhostmdSocket === undefined ? '' : `, vhostmd on ${spec.vhostmdSocket}`;
+      err(`${label}: ${reply.already ? 'already attached' : 'attached'} as ${reply.id} (${spec.guestDevice} on ${spec.guestSocket}${vhostmd})`);
     }
   } catch (error) {
     err(`${label}: not attached: ${(error as Error).message}`);

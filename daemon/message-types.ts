@@ -80,7 +80,13 @@ export type SidecarMessage = HelloMessage | CountersMessage | QueryReplyMessage 
 export interface SampleMessage { readonly v: number; readonly type: 'sample'; readonly seq: number; readonly takenAt: number; readonly values: PartialHostValues }
 export interface VmStatus {
   readonly id: string;
+  /** How logs, metrics and the sidecar name the VM: a missing name or uuid filled in. */
   readonly vm: VmIdentity;
+  /**
+   * The name and uuid as registered (QEMU's -name/-uuid, or the attach request), null where none
+   * was given: what its policy is looked up by. Absent from a daemon older than this field.
+   */
+  readonly registered?: { readonly name: string | null; readonly uuid: string | null };
   readonly guestDevice: string;
   readonly transport: Transport;
   /** Attached (hostinfo-ctl attach) rather than launched through hostinfo. */

@@ -25,6 +25,11 @@ export interface HostValues {
   hostname: string;
   kernel: string;
   vmcount: number;
+  /** kB since boot, /proc/vmstat pgpgin and pgpgout (the kernel counts sectors and halves them). */
+  pagedin: number;
+  pagedout: number;
+  /** Seconds since boot the host's CPUs were busy (not idle, not iowait), summed over CPUs. */
+  hostcputime: number;
 }
 
 // Compile-time proof that the sample covers exactly the catalogue's cache-sourced items.
@@ -68,6 +73,9 @@ const VALUE_CHECKS: { readonly [K in keyof HostValues]: Check } = {
   hostname: text,
   kernel: text,
   vmcount: count,
+  pagedin: count,
+  pagedout: count,
+  hostcputime: amount,
 };
 
 export type SampleProblem = { readonly key: string; readonly reason: 'unknown item' | 'malformed value' };

@@ -161,6 +161,7 @@ export class VmKeeper extends EventEmitter<KeeperEvents> implements SidecarLink 
     return {
       id: this.id,
       vm: this.#identity(),
+      registered: { name: this.record.name ?? null, uuid: this.record.uuid ?? null },
       guestDevice: this.record.guestDevice,
       transport: this.record.transport,
       attached: this.record.attached !== undefined,

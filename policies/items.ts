@@ -48,6 +48,17 @@ export const ITEMS = {
   memlimit: { source: 'sidecar', sensitive: false, allowedByDefault: true, meaning: "memory limit of this VM's cgroup, kB" },
   vmname: { source: 'sidecar', sensitive: false, allowedByDefault: false, meaning: 'the name the host gives this VM' },
   vmuuid: { source: 'sidecar', sensitive: false, allowedByDefault: false, meaning: 'the UUID the host gives this VM' },
+  // The rest of the SAP/RHEL vhostmd set, sampled from /proc like the other host counters.
+  // hostcputime tells no more than cpuusage summed over time, so it is served like cpuusage; the
+  // paging counters are the host's whole block I/O through the page cache, every tenant's, kB by
+  // kB, and like swap only served when a policy lists them.
+  pagedin: { source: 'cache', sensitive: false, allowedByDefault: false, meaning: 'host kB paged in from disk since boot' },
+  pagedout: { source: 'cache', sensitive: false, allowedByDefault: false, meaning: 'host kB paged out to disk since boot' },
+  hostcputime: { source: 'cache', sensitive: false, allowedByDefault: true, meaning: 'host CPU seconds busy since boot, all CPUs' },
+  // Changes exactly when this VM's QEMU process does (migration, save/restore, restart), so a
+  // guest knows its per-VM counters started over. Served by default: it is a hash, and tells the
+  // guest nothing about the host or other tenants beyond "not the same QEMU as before".
+  vmsession: { source: 'sidecar', sensitive: false, allowedByDefault: true, meaning: "this VM's session: changes when its QEMU process does" },
 } as const satisfies Record<string, ItemSpec>;
 
 export type ItemName = keyof typeof ITEMS;

@@ -28,6 +28,9 @@ const HOST_ITEM_TEXT: { readonly [K in HostItemName]: (value: HostValues[K]) => 
   hostname: words,
   kernel: words,
   vmcount: whole,
+  pagedin: whole,
+  pagedout: whole,
+  hostcputime: fixed(2),
 };
 
 const VM_ITEM_TEXT: { readonly [K in keyof VmValues]: (value: VmValues[K]) => string } = {
@@ -42,6 +45,7 @@ const VM_ITEM_TEXT: { readonly [K in keyof VmValues]: (value: VmValues[K]) => st
   memlimit: orNone(whole),
   vmname: words,
   vmuuid: words,
+  vmsession: (id) => id,
 };
 
 const ITEM_TEXT: { readonly [K in ItemName]: (value: ItemValues[K]) => string } = { ...HOST_ITEM_TEXT, ...VM_ITEM_TEXT };

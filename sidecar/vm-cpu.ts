@@ -4,15 +4,12 @@
 // files are world-readable, so a sidecar running as another user than QEMU (root's VMs are
 // served by `sidecar_user`) reads them too.
 
+import { USER_HZ } from '../common/proc.js';
 import { readSmallFile } from '../common/small-file.js';
 import { delayPercent, type DelayReading } from './vcpu-delay.js';
 
-/**
- * /proc/<pid>/stat counts CPU time in clock ticks of USER_HZ, which the kernel's user ABI fixes
- * at 100 (include/asm-generic/param.h; sysconf(_SC_CLK_TCK) reports it, `getconf CLK_TCK` prints
- * 100) on every architecture a KVM host runs; only Alpha differs.
- */
-export const USER_HZ = 100;
+/** The unit of utime and stime (common/proc.ts says why it is 100). */
+export { USER_HZ };
 /** /proc/<pid>/stat is a few hundred bytes; schedstat three numbers. */
 const MAX_STAT_BYTES = 4096;
 

@@ -1,18 +1,19 @@
 // The per-VM meter the sidecar runs once per sample interval (not per request, so a guest asking
 // fast costs no extra reads): CPU time and vCPU figures from /proc, limits from cgroup files,
-// RAM and balloon from QMP. Each tick returns fresh facts stamped on the monotonic clock; a
+// RAM and balloon from QMP, and the session id once per QEMU pid. Each tick returns fresh facts stamped on the monotonic clock; a
 // reading that fails replaces the last one with why, so a guest never gets an old value as new.
 
 import { queryBalloon, queryMemorySizeSummary, type QmpExecutor } from './qmp/index.js';
 import { readCgroupLimits, SYSTEM_CGROUP_ROOTS, type CgroupRoots, type LimitReading } from './cgroup-limits.js';
 import type { Measurement, VmFacts } from './items/vm-values.js';
 import { vmCpuMeter } from './vm-cpu.js';
+import { sessionMeter } from './vm-session.js';
 
 /** Bounds each QMP query of a tick; QEMU answers these at once unless it is stuck. */
 export const MEMORY_QUERY_TIMEOUT_MS = 2_000;
 
 /** What a tick measured; a fact left out keeps its last reading (which then ages). */
-export type VmMeterFacts = Partial<Pick<VmFacts, 'cpuTime' | 'vcpuUsage' | 'vcpuDelay' | 'memory' | 'cpuLimit' | 'memLimit'>>;
+export type VmMeterFacts = Partial<Pick<VmFacts, 'cpuTime' | 'vcpuUsage' | 'vcpuDelay' | 'memory' | 'cpuLimit' | 'memLimit' | 'session'>>;
 
 export interface VmMeterOptions {
   /** Asked at every tick: the daemon may learn QEMU's daemonized pid later. */
@@ -35,6 +36,7 @@ const limitOf = (reading: LimitReading, measuredAt: number): Measurement<number 
 export function vmMeters(options: VmMeterOptions): () => Promise<VmMeterFacts | undefined> {
   const roots = options.roots ?? SYSTEM_CGROUP_ROOTS;
   const cpu = vmCpuMeter(roots.proc, options.vcpuThreads);
+  const session = sessionMeter(roots.proc);
   let running = false;
   return async () => {
     if (running) return undefined;
@@ -44,8 +46,9 @@ export function vmMeters(options: VmMeterOptions): () => Promise<VmMeterFacts | 
       const pid = options.pid();
       if (pid === undefined) {
         const why = { why: 'QEMU pid not known' };
-        Object.assign(facts, { cpuTime: why, cpuLimit: why, memLimit: why });
+        Object.assign(facts, { cpuTime: why, cpuLimit: why, memLimit: why, session: why });
       } else {
+        facts.session = session(pid);
         const figures = cpu(pid);
         const at = options.monotonic();
         facts.cpuTime = figures.cpuSeconds === undefined ? { why: `cannot read ${roots.proc}/${pid}/stat` } : { value: figures.cpuSeconds, measuredAt: at };

@@ -103,8 +103,8 @@ t.test('the checks catch a README that disagrees', async (t) => {
   t.match(itemTableProblems(swapRows), [/^items: README lists physcpus sockets physcores/], 'order');
   const dropRow = README.replace(/^\| `swap` .*\n/m, '');
   t.match(itemTableProblems(dropRow), [/^items: /], 'a missing item');
-  const extraRow = README.replace(/^(\| `vmuuid` .*)$/m, '$1\n| `gpus` | `2` | host GPUs | |');
-  t.match(itemTableProblems(extraRow), [/^items: .*vmuuid gpus;/], 'an item the code does not have');
+  const extraRow = README.replace(/^(\| `vmsession` .*)$/m, '$1\n| `gpus` | `2` | host GPUs | |');
+  t.match(itemTableProblems(extraRow), [/^items: .*vmsession gpus;/], 'an item the code does not have');
   const notAllowed = README.replace(/^(\| `uptime` .*\| )allowed \|$/m, '$1 |');
   t.not(notAllowed, README);
   t.same(itemTableProblems(notAllowed), ['uptime: README\'s default column says "", policies/items.ts means "allowed"'], 'the allowed mark');

@@ -3,9 +3,11 @@
 //   <channel type='unix'> whose <target type='virtio' name='org.hostinfo.N'/>   (virtio-serial)
 //   <serial type='unix'> with <alias name='ua-hostinfo'/>                       (ttyS<port>)
 // and QEMU is the listening end (<source mode='bind' path='...'/>). A unix serial without the
-// alias is someone else's (a console proxy, say) and is left alone.
+// alias is someone else's (a console proxy, say) and is left alone. A virtio <channel> named
+// org.github.vhostmd.1 is the VM's vhostmd port (SAP's vm-dump-metrics), served beside the hostinfo
+// port when the domain has one.
 
-import { type Transport } from '../../common/vm-record.js';
+import { type Transport, VHOSTMD_PORT_NAME } from '../../common/vm-record.js';
 import { childNamed, childrenNamed, parseXml, type XmlElement } from './xml-tree.js';
 
 export const HOSTINFO_CHANNEL_PREFIX = 'org.hostinfo.';
@@ -21,6 +23,8 @@ export interface DomainFacts {
   readonly name: string | undefined;
   readonly uuid: string | undefined;
   readonly ports: readonly HostinfoPort[];
+  /** The socket of the vhostmd channel QEMU listens on, if the domain has one. */
+  readonly vhostmdSocket: string | undefined;
   /** Ports marked for hostinfo that cannot be served, each with why. */
   readonly skipped: readonly string[];
 }
@@ -30,13 +34,17 @@ export function domainFactsOf(xml: string): DomainFacts {
   if (domain.name !== 'domain') throw new Error(`the hook's stdin is <${domain.name}>, not a <domain>`);
   const devices = childNamed(domain, 'devices');
   const ports: HostinfoPort[] = [];
+  const vhostmd: string[] = [];
   const skipped: string[] = [];
   for (const device of devices === undefined ? [] : devices.children) {
     const found = device.name === 'channel' ? channelPort(device) : device.name === 'serial' ? serialPort(device) : undefined;
     if (typeof found === 'string') skipped.push(found);
+    else if (found?.transport === 'vhostmd') vhostmd.push(found.socket);
     else if (found !== undefined) ports.push(found);
   }
-  return { name: textOf(domain, 'name'), uuid: textOf(domain, 'uuid'), ports, skipped };
+  // QEMU refuses two ports of one name, so a second vhostmd channel is a hand-written oddity.
+  for (const extra of vhostmd.slice(1)) skipped.push(`channel ${VHOSTMD_PORT_NAME} (${extra}): one vhostmd port per VM`);
+  return { name: textOf(domain, 'name'), uuid: textOf(domain, 'uuid'), ports, vhostmdSocket: vhostmd[0], skipped };
 }
 
 const textOf = (element: XmlElement, name: string): string | undefined => {
@@ -44,13 +52,20 @@ const textOf = (element: XmlElement, name: string): string | undefined => {
   return text === undefined || text === '' ? undefined : text;
 };
 
-/** A virtio channel named org.hostinfo.*: its port, why it cannot be served, or undefined (not ours). */
-function channelPort(channel: XmlElement): HostinfoPort | string | undefined {
+type ChannelPort = HostinfoPort | { readonly transport: 'vhostmd'; readonly socket: string };
+
+/**
+ * A virtio channel named org.hostinfo.* or org.github.vhostmd.1: its port, why it cannot be
+ * served, or undefined (not ours).
+ */
+function channelPort(channel: XmlElement): ChannelPort | string | undefined {
   const target = childNamed(channel, 'target');
   const name = target?.attributes['name'];
-  if (target?.attributes['type'] !== 'virtio' || name === undefined || !name.startsWith(HOSTINFO_CHANNEL_PREFIX)) return undefined;
+  if (target?.attributes['type'] !== 'virtio' || name === undefined) return undefined;
+  if (name !== VHOSTMD_PORT_NAME && !name.startsWith(HOSTINFO_CHANNEL_PREFIX)) return undefined;
   const socket = listeningSocket(channel, `channel ${name}`);
-  return typeof socket === 'string' ? socket : { transport: 'virtio-serial', socket: socket.path, guestDevice: name };
+  if (typeof socket === 'string') return socket;
+  return name === VHOSTMD_PORT_NAME ? { transport: 'vhostmd', socket: socket.path } : { transport: 'virtio-serial', socket: socket.path, guestDevice: name };
 }
 
 /** A unix serial aliased ua-hostinfo*: its port, why it cannot be served, or undefined (not ours). */

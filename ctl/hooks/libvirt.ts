@@ -7,21 +7,32 @@
 
 import { join } from 'node:path';
 import { readSmallFile } from '../../common/small-file.js';
-import { domainFactsOf } from './libvirt-domain.js';
+import { VHOSTMD_PORT_NAME } from '../../common/vm-record.js';
+import { domainFactsOf, HOSTINFO_CHANNEL_PREFIX, HOSTINFO_SERIAL_ALIAS } from './libvirt-domain.js';
 import { pidFrom, type HookAction } from './actions.js';
 
 /** Where libvirtd's QEMU driver writes NAME.pid (qemu.conf's state dir, /run/libvirt/qemu). */
 export const LIBVIRT_QEMU_RUN_DIR = '/run/libvirt/qemu';
 
+/** The operations the hook acts on; for the others it never reads the domain XML. */
+const HANDLED_OPERATIONS: ReadonlySet<string> = new Set(['started', 'reconnect', 'stopped']);
+
+/** Whether libvirtHookAction(args, ...) will read the domain XML libvirt writes on stdin. */
+export function libvirtHookReadsXml(args: readonly string[]): boolean {
+  return args[1] !== undefined && HANDLED_OPERATIONS.has(args[1]);
+}
+
 export function libvirtHookAction(args: readonly string[], xml: () => string, runDir = LIBVIRT_QEMU_RUN_DIR): HookAction {
   const [name, operation] = args;
   if (name === undefined || operation === undefined) return { kind: 'none', note: 'libvirt passes NAME OPERATION SUB-OPERATION EXTRA; got fewer' };
   if (name.includes('/') || name === '.' || name === '..') return { kind: 'none', note: `not a domain name: ${JSON.stringify(name)}` };
-  if (operation !== 'started' && operation !== 'reconnect' && operation !== 'stopped') return { kind: 'none', note: undefined };
+  if (!HANDLED_OPERATIONS.has(operation)) return { kind: 'none', note: undefined };
   const facts = domainFactsOf(xml());
   // A domain without a hostinfo port was never attached: its stop is none of hostinfod's business.
   if (operation === 'stopped') return facts.ports.length === 0 ? { kind: 'none', note: undefined } : { kind: 'detach', vm: name };
   const notes = [...facts.skipped];
+  // Attaching serves a VM through its hostinfo port; the vhostmd port rides along with it.
+  if (facts.ports.length === 0 && facts.vhostmdSocket !== undefined) notes.push(`channel ${VHOSTMD_PORT_NAME} not attached: the domain has no hostinfo port (a <serial> aliased ${HOSTINFO_SERIAL_ALIAS} or a <channel> named ${HOSTINFO_CHANNEL_PREFIX}N) to serve the VM through`);
   if (facts.ports.length === 0) return { kind: 'none', note: notes.length > 0 ? notes.join('; ') : undefined };
   const pidfile = join(runDir, `${name}.pid`);
   const pid = pidFrom(readSmallFile(pidfile, 32), pidfile);
@@ -32,7 +43,10 @@ export function libvirtHookAction(args: readonly string[], xml: () => string, ru
   if (port === undefined) return { kind: 'none', note: undefined };
   return {
     kind: 'attach',
-    specs: [{ pid, name: facts.name ?? name, uuid: facts.uuid, transport: port.transport, guestSocket: port.socket, qmpSocket: undefined, guestDevice: port.guestDevice }],
+    specs: [{
+      pid, name: facts.name ?? name, uuid: facts.uuid, transport: port.transport, guestSocket: port.socket, qmpSocket: undefined, guestDevice: port.guestDevice,
+      ...(facts.vhostmdSocket === undefined ? {} : { vhostmdSocket: facts.vhostmdSocket }),
+    }],
     notes,
   };
 }

@@ -5,14 +5,15 @@ import type { PartialHostValues } from '../sample.js';
 import { parseLoadavg } from './loadavg.js';
 import { parseMeminfo } from './meminfo.js';
 import { parsePressureSomeAvg10 } from './pressure.js';
-import { type CpuTimes, cpuUsageBetween, parseProcStat } from './proc-stat.js';
+import { busySeconds, type CpuTimes, cpuUsageBetween, parseProcStat } from './proc-stat.js';
 import type { ProcSource } from './proc-reader.js';
 import { parseUptime } from './uptime.js';
+import { parseVmstatPaging } from './vmstat.js';
 
 /** The /proc files one sample reads, relative to the proc root. */
-export const HOT_PROC_FILES = ['stat', 'loadavg', 'meminfo', 'uptime', 'pressure/cpu', 'pressure/memory', 'pressure/io'] as const;
+export const HOT_PROC_FILES = ['stat', 'loadavg', 'meminfo', 'uptime', 'pressure/cpu', 'pressure/memory', 'pressure/io', 'vmstat'] as const;
 
-export type HotValues = Pick<PartialHostValues, 'physcpus' | 'loadavg' | 'cpuusage' | 'pressure' | 'physmem' | 'swap' | 'uptime'>;
+export type HotValues = Pick<PartialHostValues, 'physcpus' | 'loadavg' | 'cpuusage' | 'pressure' | 'physmem' | 'swap' | 'uptime' | 'pagedin' | 'pagedout' | 'hostcputime'>;
 
 export class HotCounters {
   readonly #proc: ProcSource;
@@ -32,6 +33,7 @@ export class HotCounters {
     const stat = parseProcStat(this.#proc.read('stat') ?? '');
     if (stat !== undefined) {
       values.physcpus = stat.onlineCpus;
+      values.hostcputime = busySeconds(stat.total);
       const usage = this.#baseline === undefined ? undefined : cpuUsageBetween(this.#baseline, stat.total);
       if (usage !== undefined) values.cpuusage = usage;
       // With no tick elapsed the old baseline is kept, so the next figure covers the longer span
@@ -45,6 +47,9 @@ export class HotCounters {
     if (memory.swap !== undefined) values.swap = memory.swap;
     const uptime = parseUptime(this.#proc.read('uptime') ?? '');
     if (uptime !== undefined) values.uptime = uptime;
+    const paging = parseVmstatPaging(this.#proc.read('vmstat') ?? '');
+    if (paging.pagedin !== undefined) values.pagedin = paging.pagedin;
+    if (paging.pagedout !== undefined) values.pagedout = paging.pagedout;
     const pressure = this.#pressure();
     if (pressure !== undefined) values.pressure = pressure;
     return values;

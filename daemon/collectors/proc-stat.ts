@@ -1,5 +1,8 @@
-// /proc/stat: the aggregate CPU time counters (for cpuusage) and the per-CPU lines (for physcpus:
-// the kernel lists one `cpuN` line per *online* CPU, so hotplug is followed without /sys).
+// /proc/stat: the aggregate CPU time counters (for cpuusage and hostcputime) and the per-CPU lines
+// (for physcpus: the kernel lists one `cpuN` line per *online* CPU, so hotplug is followed without
+// /sys).
+
+import { USER_HZ } from '../../common/proc.js';
 
 /** Cumulative clock ticks since boot, as the aggregate `cpu` line gives them. */
 export interface CpuTimes {
@@ -90,4 +93,18 @@ export function cpuUsageBetween(before: CpuTimes, after: CpuTimes): CpuUsage | u
     steal: percent(d('steal')),
     idle: percent(d('idle')),
   };
+}
+
+/**
+ * hostcputime: CPU seconds the host was busy since boot, summed over CPUs, i.e. every tick that is
+ * neither idle nor iowait (cpuusage's 100 - idle - iowait, integrated). irq and softirq are CPU
+ * work like system time; steal counts as busy because cpuusage counts it so, and on a host that is
+ * itself a VM those ticks were not the host's to use. guest and guest_nice are not added: the
+ * kernel already counts them in user and nice (account_guest_time), so adding them would count
+ * the VMs' time twice. RHEL's vhostmd.conf sums user + nice + system only; that undercounts a host
+ * busy with interrupts, which a hypervisor doing I/O for its VMs is.
+ */
+export function busySeconds(times: CpuTimes): number {
+  const ticks = times.user + times.nice + times.system + times.irq + times.softirq + times.steal;
+  return ticks / USER_HZ;
 }

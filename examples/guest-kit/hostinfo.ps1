@@ -67,6 +67,10 @@ $Metrics = @{
   'memlimit' = 'kb|vm_memory_limit_bytes|memory_limit_bytes|Memory limit of this VM cgroup in bytes'
   'vmname' = 'info:name|vm_name_info|name|Name the host gives this VM'
   'vmuuid' = 'info:uuid|vm_uuid_info|uuid|UUID the host gives this VM'
+  'pagedin' = 'kbcounter|host_paged_in_bytes_total|paged_in_bytes|Host bytes read from block devices through the page cache since boot'
+  'pagedout' = 'kbcounter|host_paged_out_bytes_total|paged_out_bytes|Host bytes written to block devices since boot'
+  'hostcputime' = 'counter|host_cpu_busy_seconds_total|cpu_busy_seconds|Host CPU seconds busy since boot, summed over CPUs'
+  'vmsession' = 'info:session|vm_session_info|session|Session of this VM, changes when its QEMU process does'
 }
 # metric table end
 
@@ -209,6 +213,7 @@ function MetricsOf([string]$item, [string]$text) {
     'scale' { if ($one) { $v = Scaled $text $arg; @{ Name = $name; Labels = ''; Value = $v; Field = $field; FieldValue = "${v}i" } } }
     'kb' { if ($one) { $v = Scaled $text 1024; @{ Name = $name; Labels = ''; Value = $v; Field = $field; FieldValue = "${v}i" } } }
     'counter' { if ($one) { @{ Name = $name; Labels = ''; Value = $text; Field = $field; FieldValue = $text } } }
+    'kbcounter' { if ($one) { $v = Scaled $text 1024; @{ Name = $name; Labels = ''; Value = $v; Field = $field; FieldValue = "${v}i" } } }
     'pct' { if ($one) { $v = Ratio $text; @{ Name = $name; Labels = ''; Value = $v; Field = $field; FieldValue = $v } } }
     'info' { @{ Name = $name; Labels = $arg + '=' + (Quote $text); Value = '1'; Field = $field; FieldValue = (Quote $text) } }
     'list' {
@@ -241,7 +246,7 @@ function Emit($Answers, [int]$Code) {
       foreach ($m in @(MetricsOf $item $Answers[$item].Text)) {
         if ($Prometheus) {
           $n = 'hostinfo_' + $m.Name
-          if (-not $helped.ContainsKey($n)) { $helped[$n] = 1; $null = $out.Append("# HELP $n $help (item $item).`n# TYPE $n $(if ($kind -eq 'counter') { 'counter' } else { 'gauge' })`n") }
+          if (-not $helped.ContainsKey($n)) { $helped[$n] = 1; $null = $out.Append("# HELP $n $help (item $item).`n# TYPE $n $(if ($kind -eq 'counter' -or $kind -eq 'kbcounter') { 'counter' } else { 'gauge' })`n") }
           $null = $out.Append($n + $(if ($m.Labels) { '{' + $m.Labels + '}' } else { '' }) + ' ' + $m.Value + "`n")
         } elseif ($m.Name.StartsWith('vm_')) { $vmFields += $m.Field + '=' + $m.FieldValue }
         else { $hostFields += $m.Field + '=' + $m.FieldValue }

@@ -104,6 +104,9 @@ const SOURCES: { readonly [K in ItemName]: Source<K> } = {
     return metered(context, delay && { value: delay.percent, measuredAt: delay.measuredAt }, 'no vCPU measurement yet');
   },
   vmcount: sampled('vmcount'),
+  pagedin: sampled('pagedin'),
+  pagedout: sampled('pagedout'),
+  hostcputime: sampled('hostcputime'),
   vmcputime: (context) => metered(context, context.vm.cpuTime, 'no CPU time measurement yet'),
   vmcpuusage: (context) => metered(context, context.vm.vcpuUsage, 'no vCPU measurement yet'),
   vcpus: (context) => known(context.vm.vcpus, 'vCPU threads not known'),
@@ -112,6 +115,12 @@ const SOURCES: { readonly [K in ItemName]: Source<K> } = {
   memlimit: (context) => metered(context, context.vm.memLimit, 'no cgroup reading yet'),
   vmname: (context) => known(context.vm.name, 'this VM has no name (QEMU was started without -name)'),
   vmuuid: (context) => known(context.vm.uuid, 'this VM has no UUID (QEMU was started without -uuid)'),
+  // Not aged: it is a fact of the QEMU process, not a measurement that goes stale.
+  vmsession: (context) => {
+    const session = context.vm.session;
+    if (session === undefined) return missing('QEMU process not identified yet');
+    return 'why' in session ? session : found(session.value);
+  },
 };
 
 /** True when this VM is served and its policy lists `item`. */

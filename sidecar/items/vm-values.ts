@@ -25,6 +25,8 @@ export interface VmValues {
   memlimit: number | null;
   vmname: string;
   vmuuid: string;
+  /** 16 lowercase hex digits (sidecar/vm-session.ts). */
+  vmsession: string;
 }
 
 // Compile-time proof that VmValues covers exactly the catalogue's sidecar items.
@@ -67,4 +69,6 @@ export interface VmFacts {
   readonly memory?: Measurement<VmValues['vmmem']> | undefined;
   readonly cpuLimit?: Measurement<number | null> | undefined;
   readonly memLimit?: Measurement<number | null> | undefined;
+  /** vmsession: a fact of the QEMU process, computed once per pid, never aged. */
+  readonly session?: { readonly value: string } | NotMeasured | undefined;
 }

@@ -101,6 +101,22 @@ t.test('explain: an invalid specific policy fails closed, and an unknown VM', as
   t.match(missing.stderr, /no VM "nosuchvm" is registered/);
 });
 
+t.test('explain: a VM registered without a name is looked up by its uuid and default.toml only', async (t) => {
+  const site = await makeSite(t);
+  // A file named like its directory: the daemon never reads it for a VM that has no name.
+  await writePolicy(site, 'anon', 'enabled = true\nallow = ["physcpus", "uptime"]\n');
+  const fallback = await writePolicy(site, 'default', 'enabled = true\nallow = ["loadavg"]\n');
+  await startDaemon(t, site);
+  await stageVm(t, site, 'anon', { uuid: UUID, unnamed: true });
+  await waitForStatus(site, 'anon decided', (reply) => (vmStatus(reply, 'anon')?.served === true ? true : undefined));
+  t.match(vmStatus(await waitForStatus(site, 'anon', (reply) => reply), 'anon'), { registered: { name: null, uuid: UUID }, items: ['loadavg'] }, 'the status says what was registered; the daemon applied default.toml');
+  const explained = JSON.parse(ctl(site, ['explain', 'anon', '--json']).stdout) as Explanation;
+  t.same(explained.candidates.map((candidate) => candidate.why), ['uuid', 'default'], 'no <name>.toml candidate: there is no name');
+  t.equal(explained.candidates.at(-1)?.file, fallback);
+  t.ok(explained.skipped.includes('name: none given (QEMU\'s -name), no <name>.toml'), JSON.stringify(explained.skipped));
+  t.match(explained, { agrees: true, decision: { items: ['loadavg'] } }, 'explained as decided');
+});
+
 t.test('explain: the vhostmd line says whether the VM has the port, and why not', async (t) => {
   const base: Explanation = {
     vm: { id: 'v', name: 'v', uuid: UUID, pid: 2 }, config: '/h.toml', hostSwitch: true, policyDir: '/p', candidates: [], skipped: [], lookup: 'none', policy: null, error: null,

@@ -114,6 +114,21 @@ export function cmdlineOf(pid: number): string[] {
   }
 }
 
+/** Every hostinfo-sidecar process running: node running sidecar/main.js, with its arguments. */
+export function sidecarProcesses(): { readonly pid: number; readonly args: string[] }[] {
+  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number)
+    .map((pid) => ({ pid, args: cmdlineOf(pid) }))
+    .filter(({ args }) => args[1]?.endsWith('sidecar/main.js') === true);
+}
+
+/**
+ * The sidecars serving QEMU `qemuPid` (`--qemu-pid PID`). Before a sidecar is node it is setpriv,
+ * still root, about to drop to the sidecar user: not counted.
+ */
+export function sidecarsServing(qemuPid: number): number[] {
+  return sidecarProcesses().filter(({ args }) => args[args.indexOf('--qemu-pid') + 1] === String(qemuPid) && args.includes('--qemu-pid')).map(({ pid }) => pid);
+}
+
 /** Running (a zombie nobody reaped is not). */
 export function alive(pid: number): boolean {
   try {

@@ -18,6 +18,7 @@ import { fetchStatus } from '../../daemon/control-client.js';
 import type { VmStatus } from '../../daemon/messages.js';
 import { ITEM_NAMES } from '../../policies/items.js';
 import { readCgroupLimits } from '../../sidecar/cgroup-limits.js';
+import { hostCounters } from '../helpers/proc-stats.js';
 import { metricLines, metricValues, xmllintProblem } from '../sidecar/vhostmd/xmllint.js';
 import { APPEND, auditOf, BOOT_MS, guestImage, Launcher, MACHINE, makeHost, REPO, run, stripEscapes, type Host } from './harness.js';
 
@@ -122,6 +123,7 @@ if (image.kind === 'skip') {
     // run on this machine, so the memory figures are compared within a bound, not exactly.
     const memory = { free: Math.floor(meminfoKb('MemFree') / 1024), used: Math.floor((meminfoKb('MemTotal') - meminfoKb('MemAvailable')) / 1024), swapFree: Math.floor(meminfoKb('SwapFree') / 1024) };
     const cpuSeconds = qemuCpuSeconds(qemuPid);
+    const counters = hostCounters();
     const limits = readCgroupLimits(qemuPid);
     const exit = await launcher.exit(BOOT_MS);
     t.same(exit, { code: 0, signal: null }, 'the guest powered off: exit 0', { stderr: launcher.stderr });
@@ -153,6 +155,15 @@ if (image.kind === 'skip') {
     near(values.get('host:MemoryAllocatedToVirtualServers'), memory.used, 'MemoryAllocatedToVirtualServers (MemTotal - MemAvailable)');
     t.equal(values.get('host:FreeVirtualMemory'), String(memory.swapFree), 'FreeVirtualMemory: free swap');
     t.ok(Math.abs(Number(values.get('host:Time')) - Date.now() / 1000) < 120, `Time: the host clock (${values.get('host:Time')})`);
+    // Counters since boot, read here seconds after the document's sample: at most what /proc said
+    // then, and not less by more than this busy machine could add meanwhile.
+    const grown = (got: string | undefined, now: number, drift: number, what: string): void => {
+      const value = Number(got);
+      t.ok(value <= now && value >= now - drift, `${what}: ${got}, /proc then ${now.toFixed(2)}`);
+    };
+    grown(values.get('host:PagedInMemory'), Math.floor(counters.pgpgin / 1024), 1024, 'PagedInMemory: pgpgin in MiB');
+    grown(values.get('host:PagedOutMemory'), Math.floor(counters.pgpgout / 1024), 1024, 'PagedOutMemory: pgpgout in MiB');
+    grown(values.get('host:TotalCPUTime'), counters.busySeconds, availableParallelism() * 30, 'host TotalCPUTime: busy CPU seconds since boot');
 
     const vmMetrics = metrics.filter((m) => m.context === 'vm');
     t.same(vmMetrics.map((m) => m.name), ['TotalCPUTime', 'ResourceProcessorLimit', 'ResourceMemoryLimit', 'PhysicalMemoryAllocatedToVirtualSystem'], 'every VM metric');

@@ -2,20 +2,22 @@
 // them, and for ALL, and the test checks them against the host: vmcputime grows, vcpus = -smp,
 // vmmem total = -m, cpulimit and memlimit = the cgroup this test puts QEMU in (when the machine
 // lets it make one; else what the host's own cgroup files say), vmname and vmuuid = -name and
-// -uuid. QEMU runs as root, so its sidecar runs as `sidecar_user` (hostinfo): these are files
-// another user's process reads. The guest also runs the README's awk reader on ALL in busybox sh.
+// -uuid, vmsession = the hash of the host's boot id, QEMU's pid and its start time. QEMU runs as
+// root, so its sidecar runs as `sidecar_user` (hostinfo): these are files another user's process
+// reads. The guest also runs the README's awk reader on ALL in busybox sh.
 
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import t from 'tap';
-import { processCmdline, processUid } from '../../common/proc.js';
+import { processUid } from '../../common/proc.js';
 import { ITEM_NAMES } from '../../policies/items.js';
 import { readCgroupLimits, type LimitReading } from '../../sidecar/cgroup-limits.js';
+import { vmSessionOf } from '../helpers/proc-stats.js';
 import { parseAllReply } from '../sidecar/all-parser.js';
 import { limitedCgroup } from '../sidecar/real-cgroup.js';
-import { APPEND, auditOf, BOOT_MS, guestImage, Launcher, MACHINE, makeHost, repliesOf, until } from './harness.js';
+import { APPEND, auditOf, BOOT_MS, guestImage, Launcher, MACHINE, makeHost, repliesOf, sidecarsServing, until } from './harness.js';
 
 t.setTimeout(10 * 60_000);
 
@@ -23,18 +25,6 @@ const VM = 'e2e-vmitems';
 const UUID = '0d5c9e1a-3b7f-4e2d-8a6c-1f2e3d4c5b6a';
 const README = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
 const ALLVALUE = /```sh\n(# allvalue ITEM[\s\S]*?\n\})\n/.exec(README)?.[1];
-
-/**
- * The sidecar of the VM whose QEMU is `qemuPid` (its command line names that pid), once it is node
- * running sidecar/main.js: before that it is setpriv, still root, about to drop to the sidecar user.
- */
-function sidecarOf(qemuPid: number): number | undefined {
-  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number).find((pid) => {
-    const args = processCmdline(pid);
-    const at = args.indexOf('--qemu-pid');
-    return args[1]?.endsWith('sidecar/main.js') === true && at !== -1 && args[at + 1] === String(qemuPid);
-  });
-}
 
 const limitText = (reading: LimitReading, format: (n: number) => string): string =>
   'why' in reading ? 'unavailable' : reading.limit === null ? 'none' : format(reading.limit);
@@ -68,6 +58,7 @@ if (image.kind === 'skip') {
       'ask memlimit memlimit',
       'ask name vmname',
       'ask uuid vmuuid',
+      'ask session vmsession',
       'ask all ALL',
       ALLVALUE,
       'echo ALL >&3; line=$(head -n1 <&3)',
@@ -77,14 +68,15 @@ if (image.kind === 'skip') {
 
     const launcher = new Launcher(t, host, [], ['-name', VM, '-uuid', UUID, ...MACHINE, '-smp', '2', '-nographic', '-initrd', initrd, '-kernel', path.join(guest, 'vmlinuz'), '-append', APPEND]);
     const qemuPid = await launcher.qemuPid();
+    const session = vmSessionOf(qemuPid);
     // QEMU into a cgroup with 1.5 CPUs and 2 GiB, right after the front became QEMU (the whole
     // process moves, threads included; the sidecar re-reads QEMU's cgroup every interval).
     const cgroup = limitedCgroup(t, { quotaUs: 150_000, periodUs: 100_000, memoryBytes: 2 * 1024 ** 3 });
     if (typeof cgroup !== 'string') cgroup.add(qemuPid);
     else t.comment(`no cgroup made (${cgroup}): cpulimit and memlimit are checked against the host's own files`);
     const hostView = readCgroupLimits(qemuPid);
-    await until(() => sidecarOf(qemuPid) !== undefined, 30_000, () => 'the VM\'s sidecar to start');
-    const sidecarUid = processUid(sidecarOf(qemuPid) ?? -1);
+    await until(() => sidecarsServing(qemuPid)[0] !== undefined, 30_000, () => 'the VM\'s sidecar to start');
+    const sidecarUid = processUid(sidecarsServing(qemuPid)[0] ?? -1);
 
     const exit = await launcher.exit(BOOT_MS);
     t.same(exit, { code: 0, signal: null }, 'the guest powered off: exit 0', { stderr: launcher.stderr });
@@ -107,6 +99,7 @@ if (image.kind === 'skip') {
     }
     t.equal(r.get('name'), `1.0 200 ${VM}`, 'vmname = -name');
     t.equal(r.get('uuid'), `1.0 200 ${UUID}`, 'vmuuid = -uuid');
+    t.equal(r.get('session'), `1.0 200 ${session}`, 'vmsession = the hash of the host boot id, QEMU\'s pid and its start time');
 
     const all = `${r.get('all') ?? ''}\n`;
     t.comment(`ALL with every item allowed, on this host: ${all.length} bytes`);
@@ -118,9 +111,10 @@ if (image.kind === 'skip') {
     t.equal(got.get('vmmem'), 'total=262144 balloon=none');
     t.equal(got.get('vmname'), VM);
     t.equal(got.get('vmuuid'), UUID);
+    t.equal(got.get('vmsession'), session);
     t.equal(got.get('cpulimit'), value('cpulimit'), 'ALL and the item alone agree');
     t.match(got.get('loadavg'), /^\d+\.\d\d \d+\.\d\d \d+\.\d\d$/, 'a quoted value read back whole');
-    t.equal(r.size, 10, 'one reply per request');
+    t.equal(r.size, 11, 'one reply per request');
 
     const v = new Map([...launcher.console.matchAll(/^V (\S+) \[(.*)\]$/gm)].map((m) => [m[1] ?? '', m[2] ?? '']));
     t.same([...v], [['vcpus', '2'], ['vmmem', 'total=262144 balloon=none'], ['vmname', VM], ['cpumodel', got.get('cpumodel') ?? '']], 'the README\'s awk reader, run by the guest\'s busybox, gets the same values');

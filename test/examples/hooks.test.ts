@@ -40,3 +40,11 @@ t.test('hostinfo-channel.xml, as libvirt completes it, is the virtio port the ho
   t.match(domainFactsOf(live).ports, [{ transport: 'virtio-serial', guestDevice: 'org.hostinfo.0', socket: '/var/lib/libvirt/qemu/channel/target/domain-3-web1/org.hostinfo.0' }]);
   t.match(domainFactsOf(domainWith('hostinfo-channel.xml')), { ports: [], skipped: [/no <source path/] }, 'as written, before libvirt adds the path');
 });
+
+t.test('hostinfo-vhostmd-channel.xml, as libvirt completes it, rides along with the hostinfo port', async (t) => {
+  const live = (snippet: string, socket: string): string => domainWith(snippet).replace('<channel type=\'unix\'>', `<channel type='unix'><source mode='bind' path='${socket}'/>`);
+  const vhostmdSocket = '/var/lib/libvirt/qemu/channel/target/domain-3-web1/org.github.vhostmd.1';
+  const both = live('hostinfo-serial.xml', '').replace('</devices>', `${readFileSync(`${examples}libvirt/hostinfo-vhostmd-channel.xml`, 'utf8').replace(/<!--[\s\S]*?-->/g, '').replace('<channel type=\'unix\'>', `<channel type='unix'><source mode='bind' path='${vhostmdSocket}'/>`)}</devices>`);
+  t.match(domainFactsOf(both), { ports: [{ transport: 'isa-serial', guestDevice: '/dev/ttyS1' }], vhostmdSocket, skipped: [] });
+  t.match(domainFactsOf(live('hostinfo-vhostmd-channel.xml', vhostmdSocket)), { ports: [], vhostmdSocket }, 'alone, it is found (and the hook then says it cannot attach it)');
+});

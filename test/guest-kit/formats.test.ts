@@ -78,7 +78,7 @@ t.test('the testdata host and both clients know every catalogue item', async (t)
   t.same([...psTable.entries()], [...shellTable.entries()], 'hostinfo.ps1 has the same metric table, line for line');
   for (const [item, spec] of shellTable) {
     const [kind, name, field, help] = spec.split('|');
-    t.match(kind, /^(num|counter|scale:\d+|pct|kb|info:[a-z]+|list|pctpairs:[a-z]+|kbpairs)$/, `${item}: kind`);
+    t.match(kind, /^(num|counter|kbcounter|scale:\d+|pct|kb|info:[a-z]+|list|pctpairs:[a-z]+|kbpairs)$/, `${item}: kind`);
     // Per-VM items are the ones the catalogue describes as "this VM"'s.
     const perVm = isItemName(item) && /\bthis VM\b/.test(ITEMS[item].meaning);
     t.match(name, perVm ? /^vm_/ : /^host_/, `${item}: ${perVm ? 'a per-VM item is vm_*' : 'a host item is host_*'}`);

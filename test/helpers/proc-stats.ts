@@ -1,6 +1,7 @@
 // What /proc says about a process the tests did not start themselves (a daemon-run sidecar, the
 // daemon): memory, CPU time, credentials, working directory and environment.
 
+import { createHash } from 'node:crypto';
 import { readFileSync, readlinkSync } from 'node:fs';
 
 /** USER_HZ: the unit of utime/stime in /proc/<pid>/stat (100 on Linux). */
@@ -26,6 +27,25 @@ export function cpuTicks(pid: number): number {
   // Fields after the command name, which is in parentheses and may contain spaces.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return Number(fields[11]) + Number(fields[12]);
+}
+
+/**
+ * What the `vmsession` item is for a process of this host, as the README defines it (the first 8
+ * bytes of sha256(boot_id "\0" pid "\0" start time)), computed here from /proc without the code.
+ */
+export function vmSessionOf(pid: number): string {
+  const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim();
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  return createHash('sha256').update(`${bootId}\0${pid}\0${startTime}`).digest('hex').slice(0, 16);
+}
+
+/** Counters of /proc/vmstat and the busy seconds of /proc/stat's cpu line, now. */
+export function hostCounters(): { readonly pgpgin: number; readonly pgpgout: number; readonly busySeconds: number } {
+  const vmstat = readFileSync('/proc/vmstat', 'latin1');
+  const counter = (name: string): number => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(vmstat)?.[1]);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = (/^cpu +(.*)$/m.exec(readFileSync('/proc/stat', 'latin1'))?.[1] ?? '').split(' ').map(Number);
+  return { pgpgin: counter('pgpgin'), pgpgout: counter('pgpgout'), busySeconds: (user + nice + system + irq + softirq + steal) / USER_HZ };
 }
 
 export const cwdOf = (pid: number): string => readlinkSync(`/proc/${pid}/cwd`);

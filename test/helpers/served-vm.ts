@@ -135,11 +135,12 @@ export interface StagedVm {
  * A VM whose guest end is the test's: a paused QEMU provides QMP (name, uuid, vCPU threads), the
  * test's GuestEnd plays the chardev. Resolves once the daemon's sidecar has connected to it.
  */
-export async function stageVm(t: Teardown, site: Site, name: string, options: { uuid?: string; qemuArgs?: readonly string[] } = {}): Promise<StagedVm> {
-  const placeholder = { v: 1 as const, pid: process.pid, startTime: processStartTime(process.pid) ?? '0', name, uuid: options.uuid, transport: 'isa-serial' as const, guestDevice: '/dev/ttyS0', pidfile: undefined };
+/** `unnamed`: registered (and QEMU run) without -name; `name` is then only its directory. */
+export async function stageVm(t: Teardown, site: Site, name: string, options: { uuid?: string; qemuArgs?: readonly string[]; unnamed?: boolean } = {}): Promise<StagedVm> {
+  const placeholder = { v: 1 as const, pid: process.pid, startTime: processStartTime(process.pid) ?? '0', name: options.unnamed === true ? undefined : name, uuid: options.uuid, transport: 'isa-serial' as const, guestDevice: '/dev/ttyS0', pidfile: undefined };
   const stage = stageVmDir(site.vms, placeholder);
   const guest = await GuestEnd.listen(t, join(stage, GUEST_SOCKET));
-  const qemu = spawn(QEMU_BINARY, [...PAUSED_VM, '-name', name, ...(options.uuid === undefined ? [] : ['-uuid', options.uuid]), ...(options.qemuArgs ?? []), '-qmp', `unix:${join(stage, QMP_SOCKET)},server=on,wait=off`], { stdio: 'ignore' });
+  const qemu = spawn(QEMU_BINARY, [...PAUSED_VM, ...(options.unnamed === true ? [] : ['-name', name]), ...(options.uuid === undefined ? [] : ['-uuid', options.uuid]), ...(options.qemuArgs ?? []), '-qmp', `unix:${join(stage, QMP_SOCKET)},server=on,wait=off`], { stdio: 'ignore' });
   t.teardown(() => void qemu.kill('SIGKILL'));
   const qemuPid = qemu.pid ?? 0;
   // QEMU binds its QMP socket by path: the staging directory must not move before it has.

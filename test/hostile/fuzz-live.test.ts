@@ -114,7 +114,7 @@ t.test('a live sidecar under generated hostile input', async (t) => {
   const stream2 = Buffer.concat([...sessions2.flat(), Buffer.from('\nPING "end of phase 2"\n')]);
   const phase2 = splitLines(stream2).lines;
   const defaults = ITEM_NAMES.filter((n) => ['physcpus', 'physcores', 'sockets', 'loadavg', 'cpuusage', 'pressure', 'physmem', 'uptime', 'vcpudelay',
-    'vmcputime', 'vmcpuusage', 'vcpus', 'vmmem', 'cpulimit', 'memlimit'].includes(n));
+    'vmcputime', 'vmcpuusage', 'vcpus', 'vmmem', 'cpulimit', 'memlimit', 'hostcputime', 'vmsession'].includes(n));
   const two = checker(phase2, defaults);
   vm.guest.onLine = two.onLine;
   const start2 = vm.guest.lines;

@@ -36,6 +36,7 @@ const SNAPSHOT: HeldSample = {
     loadavg: [0.52, 0.48, 0.4], cpuusage: { user: 12.5, system: 3.1, iowait: 0.2, steal: 0, idle: 84.2 },
     pressure: { cpu: 1.2, memory: 0, io: 0.35 }, physmem: { total: 16303932, free: 123456, available: 9876543 },
     swap: { total: 0, free: 0 }, uptime: 123456, hostname: 'SECRET-HOSTNAME', kernel: 'SECRET-KERNEL', vmcount: 987654321,
+    pagedin: 48213376, pagedout: 91822040, hostcputime: 1234567.89,
   },
 };
 /** Host data as the sidecar may hold it: fresh, none yet, stale, or with items the host cannot measure. */
@@ -48,7 +49,7 @@ const HOST_DATA: Record<string, HeldSample | undefined> = {
 const VM: VmFacts = {
   hypervisor: 'QEMU 7.2.22', vcpuDelay: { percent: 2.35, measuredAt: NOW }, name: 'web "1" \\ x', uuid: '5c1d0f6e-8a7b-4c3d-9e2f-0a1b2c3d4e5f', vcpus: 2,
   cpuTime: { value: 1234.5, measuredAt: NOW }, vcpuUsage: { value: 37.5, measuredAt: NOW }, memory: { value: { total: 262144, balloon: 131072 }, measuredAt: NOW },
-  cpuLimit: { value: 1.5, measuredAt: NOW }, memLimit: { value: null, measuredAt: NOW },
+  cpuLimit: { value: 1.5, measuredAt: NOW }, memLimit: { value: null, measuredAt: NOW }, session: { value: '3f9a1c0e5b7d2a64' },
 };
 
 /** What a 200 for each item must say, given SNAPSHOT and VM (hosttime depends on the clock). */
@@ -59,6 +60,7 @@ const ITEM_TEXT: Record<Exclude<ItemName, 'hosttime'>, string> = {
   swap: 'total=0 free=0', uptime: '123456', hostname: 'SECRET-HOSTNAME', kernel: 'SECRET-KERNEL',
   hypervisor: 'QEMU 7.2.22', vcpudelay: '2.35', vmcount: '987654321', vmcputime: '1234.50', vmcpuusage: '37.50', vcpus: '2',
   vmmem: 'total=262144 balloon=131072', cpulimit: '1.50', memlimit: 'none', vmname: 'web "1" \\ x', vmuuid: '5c1d0f6e-8a7b-4c3d-9e2f-0a1b2c3d4e5f',
+  pagedin: '48213376', pagedout: '91822040', hostcputime: '1234567.89', vmsession: '3f9a1c0e5b7d2a64',
 };
 
 /** ALL in any letter case, sometimes with arguments (a 400) or a CR, mixed into the hostile pieces. */

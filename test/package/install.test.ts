@@ -27,7 +27,7 @@ const REQUIRED = [
   'bin/hostinfo-qemu', 'bin/hostinfo-kvm', 'bin/hostinfo-ctl',
   'dist/launcher/main.js', 'dist/daemon/main.js', 'dist/sidecar/main.js', 'dist/ctl/main.js',
   'examples/systemd/hostinfod.service', 'examples/systemd/README.md',
-  'examples/libvirt/hooks/qemu', 'examples/libvirt/emulator-wrapper', 'examples/libvirt/hostinfo-channel.xml', 'examples/libvirt/hostinfo-serial.xml', 'examples/libvirt/hostinfo.toml',
+  'examples/libvirt/hooks/qemu', 'examples/libvirt/emulator-wrapper', 'examples/libvirt/hostinfo-channel.xml', 'examples/libvirt/hostinfo-serial.xml', 'examples/libvirt/hostinfo-vhostmd-channel.xml', 'examples/libvirt/hostinfo.toml',
   'examples/proxmox/hostinfo-hook', 'examples/hostinfo.toml', 'examples/policies/default.toml',
 ];
 

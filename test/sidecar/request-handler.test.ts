@@ -27,6 +27,9 @@ const SAMPLE: HeldSample = {
     hostname: 'host01',
     kernel: '6.1.0-56-cloud-amd64',
     vmcount: 12,
+    pagedin: 48213376,
+    pagedout: 91822040,
+    hostcputime: 1234567.891,
   },
 };
 
@@ -41,6 +44,7 @@ const VM: VmFacts = {
   memory: { value: { total: 262144, balloon: null }, measuredAt: NOW - 900 },
   cpuLimit: { value: 1.5, measuredAt: NOW - 900 },
   memLimit: { value: null, measuredAt: NOW - 900 },
+  session: { value: '3f9a1c0e5b7d2a64' },
 };
 
 function served(items: readonly ItemName[] = ITEM_NAMES, burst = 1000, intervalMs = 1000): Access {
@@ -85,6 +89,10 @@ t.test('every item reads as the protocol table shows', async (t) => {
     memlimit: 'none',
     vmname: 'web1',
     vmuuid: '5c1d0f6e-8a7b-4c3d-9e2f-0a1b2c3d4e5f',
+    pagedin: '48213376',
+    pagedout: '91822040',
+    hostcputime: '1234567.89',
+    vmsession: '3f9a1c0e5b7d2a64',
   };
   for (const item of ITEM_NAMES) t.equal(ask(item), `1.0 200 ${expected[item]}\n`, item);
 });

@@ -7,8 +7,10 @@ import { dirname, join } from 'node:path';
 import t from 'tap';
 import { QmpCommandError, QmpTimeoutError, type QmpExecutor } from '../../sidecar/qmp/index.js';
 import { vmMeters } from '../../sidecar/vm-meters.js';
+import { sessionId } from '../../sidecar/vm-session.js';
 
 const PID = 777;
+const BOOT_ID = '0f3c5a1e-2b4d-4c6e-8f10-123456789abc';
 const STAT = (ticks: number): string => `${PID} (qemu) S 1 1 1 0 -1 0 0 0 0 0 ${ticks} 0 0 0 20 0 3 0 1 1 1`;
 
 function fakeRoot(t: { teardown(fn: () => unknown): void }) {
@@ -19,6 +21,7 @@ function fakeRoot(t: { teardown(fn: () => unknown): void }) {
     writeFileSync(join(root, path), text);
   };
   write(`proc/${PID}/cgroup`, '0::/vm\n');
+  write('proc/sys/kernel/random/boot_id', `${BOOT_ID}\n`);
   write('cgroup/cgroup.controllers', 'cpu memory\n');
   write('cgroup/vm/cpu.max', '200000 100000\n');
   write('cgroup/vm/memory.max', 'max\n');
@@ -52,6 +55,7 @@ t.test('two ticks: CPU time, vCPU usage and delay, limits, memory', async (t) =>
     cpuLimit: { value: 2, measuredAt: 5000 },
     memLimit: { value: null, measuredAt: 5000 },
     memory: { value: { total: 393216, balloon: 196608 }, measuredAt: 5000 },
+    session: { value: sessionId(BOOT_ID, PID, '1') },
   }, 'the first tick: everything but the two shares, which need a second reading');
   t.same(qmp.asked, ['query-memory-size-summary', 'query-balloon']);
   write(`proc/${PID}/stat`, STAT(1300));
@@ -61,6 +65,7 @@ t.test('two ticks: CPU time, vCPU usage and delay, limits, memory', async (t) =>
   t.same(second?.cpuTime, { value: 13, measuredAt: 6000 });
   t.same(second?.vcpuUsage, { value: 100, measuredAt: 6000 }, 'more run time than elapsed: capped at 100');
   t.same(second?.vcpuDelay, { percent: 100, measuredAt: 6000 }, 'vcpudelay from the same reading');
+  t.same(second?.session, { value: sessionId(BOOT_ID, PID, '1') }, 'the session stays');
 });
 
 t.test('what cannot be measured says why', async (t) => {
@@ -68,11 +73,12 @@ t.test('what cannot be measured says why', async (t) => {
   const noPid = vmMeters({ pid: () => undefined, vcpuThreads: [], qmp: undefined, monotonic: () => 1, roots });
   t.same(await noPid(), {
     cpuTime: { why: 'QEMU pid not known' }, cpuLimit: { why: 'QEMU pid not known' }, memLimit: { why: 'QEMU pid not known' },
-    memory: { why: 'no QMP socket for this VM' },
+    session: { why: 'QEMU pid not known' }, memory: { why: 'no QMP socket for this VM' },
   });
   const noStat = vmMeters({ pid: () => PID, vcpuThreads: [], qmp: qmpAnswering({ 'query-memory-size-summary': () => { throw new QmpTimeoutError('query-memory-size-summary: no reply within 2000 ms'); }, 'query-balloon': { actual: 1024 } }), monotonic: () => 1, roots });
   const facts = await noStat();
   t.match(facts?.cpuTime, { why: /^cannot read .*\/777\/stat$/ });
+  t.match(facts?.session, { why: /\/777\/stat does not exist$/ });
   t.same(facts?.vcpuUsage, { why: 'vCPU threads not known' });
   t.match(facts?.memory, { why: /^QMP did not tell the memory size \(query-memory-size-summary: no reply/ });
 });

@@ -101,3 +101,15 @@ t.test('the domain XML names the VM; the hook argument stands in when it has no 
   t.match(libvirtHookAction(['argname', 'started', 'begin', '-'], xml, dir), { kind: 'attach', specs: [{ name: 'argname', uuid: undefined }] });
   t.throws(() => libvirtHookAction(['argname', 'started', 'begin', '-'], () => '<domain>', dir), { name: 'XmlError' }, 'a broken XML is an error for ctl/main.ts to report');
 });
+
+t.test('a vhostmd channel is attached with the hostinfo port, and only with one', async (t) => {
+  const dir = runDir(t, { web1: '4242\n' });
+  const vhostmd = '/var/lib/libvirt/qemu/channel/target/domain-3-web1/org.github.vhostmd.1';
+  const channel = `<channel type='unix'><source mode='bind' path='${vhostmd}'/><target type='virtio' name='org.github.vhostmd.1'/></channel>`;
+  const withVhostmd = (): string => libvirtFixture('web1-live.xml').replace('</devices>', `${channel}</devices>`);
+  t.match(libvirtHookAction(['web1', 'started', 'begin', '-'], withVhostmd, dir), { kind: 'attach', specs: [{ pid: 4242, guestDevice: 'org.hostinfo.0', vhostmdSocket: vhostmd }], notes: [] });
+  const alone = (): string => `<domain type='kvm'><name>web1</name><devices>${channel}</devices></domain>`;
+  t.match(libvirtHookAction(['web1', 'started', 'begin', '-'], alone, dir), { kind: 'none', note: /^channel org\.github\.vhostmd\.1 not attached: the domain has no hostinfo port/ });
+  const twice = (): string => withVhostmd().replace('</devices>', `${channel.replace(vhostmd, `${vhostmd}-2`)}</devices>`);
+  t.match(libvirtHookAction(['web1', 'started', 'begin', '-'], twice, dir), { kind: 'attach', specs: [{ vhostmdSocket: vhostmd }], notes: [/one vhostmd port per VM/] });
+});

@@ -16,6 +16,10 @@ t.test('a recorded 6.18 kernel with PSI: every hot item', async (t) => {
     swap: { total: 0, free: 0 },
     uptime: 1156.31,
     pressure: { cpu: 4.87, memory: 0, io: 0.73 },
+    // (user 37970 + nice 0 + system 7278 + irq 0 + softirq 247 + steal 428) / 100
+    hostcputime: 459.23,
+    pagedin: 5515717,
+    pagedout: 21381292,
   });
   t.notOk('cpuusage' in values, 'no cpuusage from a single reading: that would be a since-boot average');
 });
@@ -23,6 +27,7 @@ t.test('a recorded 6.18 kernel with PSI: every hot item', async (t) => {
 t.test('a 4.19 kernel without PSI: pressure is absent, not zero', async (t) => {
   const values = new HotCounters(new ProcFiles(join(PROC_FIXTURES, 'linux-4.19-no-psi'))).collect();
   t.notOk('pressure' in values);
+  t.notOk('pagedin' in values || 'pagedout' in values, 'no /proc/vmstat recorded: the paging counters are absent, not zero');
   t.equal(values.physcpus, 4);
   t.ok(values.physmem);
 });
@@ -83,6 +88,13 @@ t.test('the real /proc of this machine', async (t) => {
   t.equal('pressure' in values, existsSync('/proc/pressure/cpu'), 'pressure exactly when the kernel has PSI');
   t.ok((values.uptime ?? 0) > 0);
   t.equal(values.loadavg?.length, 3);
+  const vmstat = readFileSync('/proc/vmstat', 'latin1');
+  const counter = (name: string): number => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(vmstat)?.[1]);
+  // Counters that only grow, read a moment apart: the collector's reading lies between.
+  const pagedinAfter = counter('pgpgin');
+  t.ok((values.pagedin ?? -1) <= pagedinAfter && (values.pagedin ?? -1) >= pagedinAfter - 1024 * 1024, `pagedin ${values.pagedin} kB, /proc/vmstat then ${pagedinAfter}`);
+  const pagedoutAfter = counter('pgpgout');
+  t.ok((values.pagedout ?? -1) <= pagedoutAfter && (values.pagedout ?? -1) >= pagedoutAfter - 1024 * 1024, `pagedout ${values.pagedout} kB, /proc/vmstat then ${pagedoutAfter}`);
   const usage = values.cpuusage;
   if (usage === undefined) t.fail('no cpuusage after 50 ms of busy loop');
   else t.ok(Math.abs(usage.user + usage.system + usage.iowait + usage.steal + usage.idle - 100) < 0.6, 'sums to 100 (rounding aside)');

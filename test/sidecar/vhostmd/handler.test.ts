@@ -27,6 +27,7 @@ const SAMPLE: HeldSample = {
     loadavg: [0.52, 0.48, 0.4], cpuusage: { user: 12.5, system: 3.1, iowait: 0.2, steal: 0, idle: 84.2 },
     pressure: { cpu: 1.2, memory: 0, io: 0.35 }, physmem: { total: 16303932, free: 123456, available: 9876543 },
     swap: { total: 2097148, free: 1048572 }, uptime: 123456.78, hostname: 'host01', kernel: '6.1.0-56-cloud-amd64', vmcount: 12,
+    pagedin: 48213376, pagedout: 91822040, hostcputime: 1234567.891,
   },
 };
 
@@ -60,6 +61,9 @@ t.test('every metric, with every item allowed: the whole document', async (t) =>
     "<metric type='uint64' context='host' unit='MiB'><name>FreePhysicalMemory</name><value>120</value></metric>",
     "<metric type='uint64' context='host' unit='MiB'><name>FreeVirtualMemory</name><value>1023</value></metric>",
     "<metric type='uint64' context='host' unit='MiB'><name>UsedVirtualMemory</name><value>1024</value></metric>",
+    "<metric type='uint64' context='host' unit='MiB'><name>PagedInMemory</name><value>47083</value></metric>",
+    "<metric type='uint64' context='host' unit='MiB'><name>PagedOutMemory</name><value>89669</value></metric>",
+    "<metric type='real64' context='host' unit='s'><name>TotalCPUTime</name><value>1234567.89</value></metric>",
     `<metric type='real64' ${vm} unit='s'><name>TotalCPUTime</name><value>1234.57</value></metric>`,
     `<metric type='real64' ${vm} unit='CPUs'><name>ResourceProcessorLimit</name><value>1.50</value></metric>`,
     `<metric type='uint64' ${vm} unit='MiB'><name>ResourceMemoryLimit</name><value>256</value></metric>`,
