@@ -1,9 +1,15 @@
 // Guest round trip with 100 VMs served at once: one real hostinfod serving 100 registered VMs
-// (each a paused QEMU on QMP) through the 100 sidecars it spawned, every VM's guest end asking
-// sequentially and all 100 asking in parallel. The baseline is 100 bare Node echo processes, one per socket, driven the same way by
-// the same bench process: same process count, same scheduling on 2 cores, so the ratio is what the
-// sidecar's own work adds, and queueing for the CPUs shows in both.
-
+// (each a paused QEMU on QMP) through the 100 sidecars it spawned, all 100 guest ends asking at
+// once, each in sequence. The baseline is 100 bare Node echo processes, one per socket of the same
+// kind (AF_UNIX stream, the bench listening and the other end connecting, as QEMU's chardev and
+// the daemon's connection for the sidecar), sent the same request line, the same number of
+// rounds, driven by the same bench process: same process count, same scheduling on 2 cores.
+//
+// Both run in the same machine state: the echoes are measured while the fleet (QEMUs, hostinfod,
+// idle sidecars) is up, and the two alternate in blocks, so load from anything else on a shared
+// machine falls on both alike. (Until issue 14 the echoes ran alone, before the fleet started: the
+// fleet's idle work then weighed on the sidecars' run only. That figure is still printed, as
+// context.) The CPU rows say what the ratio is made of: CPU per request from /proc, both sides.
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -16,10 +22,17 @@ import { ECHO_CLIENT } from './guest-roundtrip.js';
 import { spawnNoted } from './reaper.js';
 import { sidecarMemoryRows } from './sidecar-memory.js';
 import { percentile, type Benchmark, type BenchRow } from './table.js';
+import { cpuTicks } from '../test/helpers/proc-stats.js';
 
 const VMS = 100;
 const WARMUP_ROUNDS = 20;
 const ROUNDS = 200;
+/** ROUNDS in this many alternating blocks per side. */
+const BLOCKS = 4;
+/** The line both sides are sent: the echo answers any line with its fixed reply. */
+const REQUEST = 'physcpus';
+const ECHO_REPLY = /^1\.0 200 pong$/;
+const ITEM_REPLY = /^1\.0 200 \d+$/;
 /** The memory rows are measured on this many of the VMs, after the others are stopped. */
 const MEMORY_VMS = 50;
 
@@ -52,6 +65,23 @@ export async function concurrentRoundTrips(sockets: readonly Socket[], request: 
   return samples.sort((a, b) => a - b);
 }
 
+/** Sockets and the pids answering them, measured together. */
+interface Side {
+  readonly sockets: readonly Socket[];
+  readonly pids: readonly number[];
+  readonly expect: RegExp;
+  readonly samples: number[];
+  cpuMs: number;
+}
+
+/** One block of `rounds` on one side, its latencies and its processes' CPU added to the side's. */
+async function block(side: Side, rounds: number): Promise<void> {
+  const ticks = (): number => side.pids.reduce((sum, pid) => sum + cpuTicks(pid), 0);
+  const before = ticks();
+  side.samples.push(...(await concurrentRoundTrips(side.sockets, REQUEST, side.expect, rounds)));
+  side.cpuMs += (ticks() - before) * 10;
+}
+
 /** `count` echo processes, each connected to its own socket the bench listens on. */
 async function startEchoes(dir: string, count: number, children: ChildProcess[]): Promise<Socket[]> {
   return Promise.all(Array.from({ length: count }, async (_, index) => {
@@ -77,29 +107,40 @@ export const fleetRoundTripBenchmark: Benchmark = {
     let fleet: Fleet | undefined;
     try {
       const echoSockets = await startEchoes(dir, VMS, echoes);
-      await concurrentRoundTrips(echoSockets, 'PING', /^1\.0 200 pong$/, WARMUP_ROUNDS);
-      const echo = await concurrentRoundTrips(echoSockets, 'PING', /^1\.0 200 pong$/, ROUNDS);
-      for (const socket of echoSockets) socket.destroy();
-      await Promise.all(echoes.map((child) => killAndWait(child)));
+      // The old baseline, for comparison with earlier runs: the echoes alone, before the fleet.
+      await concurrentRoundTrips(echoSockets, REQUEST, ECHO_REPLY, WARMUP_ROUNDS);
+      const alone = await concurrentRoundTrips(echoSockets, REQUEST, ECHO_REPLY, ROUNDS);
 
       const startedAt = Date.now();
       fleet = await Fleet.start(VMS);
       const startSeconds = (Date.now() - startedAt) / 1000;
-      const guests = fleet.vms.map((vm) => vm.guest);
-      await concurrentRoundTrips(guests, 'physcpus', /^1\.0 200 \d+$/, WARMUP_ROUNDS);
-      const item = await concurrentRoundTrips(guests, 'physcpus', /^1\.0 200 \d+$/, ROUNDS);
+      const echo: Side = { sockets: echoSockets, pids: echoes.map((child) => child.pid ?? 0), expect: ECHO_REPLY, samples: [], cpuMs: 0 };
+      const item: Side = { sockets: fleet.vms.map((vm) => vm.guest), pids: await fleet.sidecarPids(), expect: ITEM_REPLY, samples: [], cpuMs: 0 };
+      await concurrentRoundTrips(echo.sockets, REQUEST, ECHO_REPLY, WARMUP_ROUNDS);
+      await concurrentRoundTrips(item.sockets, REQUEST, ITEM_REPLY, WARMUP_ROUNDS);
+      for (let i = 0; i < BLOCKS; i += 1) {
+        await block(echo, ROUNDS / BLOCKS);
+        await block(item, ROUNDS / BLOCKS);
+      }
+      for (const socket of echoSockets) socket.destroy();
+      await Promise.all(echoes.map((child) => killAndWait(child)));
 
       const ms = (value: number): string => `${value.toFixed(3)} ms`;
-      const [echo50, echo99, item50, item99] = [percentile(echo, 50), percentile(echo, 99), percentile(item, 50), percentile(item, 99)] as const;
+      const sorted = (values: number[]): number[] => values.sort((a, b) => a - b);
+      const [echoSorted, itemSorted, aloneSorted] = [sorted(echo.samples), sorted(item.samples), alone];
+      const [echo50, echo99, item50, item99] = [percentile(echoSorted, 50), percentile(echoSorted, 99), percentile(itemSorted, 50), percentile(itemSorted, 99)] as const;
       const r50 = item50 / echo50;
       const r99 = item99 / echo99;
+      const perRequest = (side: Side): number => (1000 * side.cpuMs) / side.samples.length;
       process.stderr.write(`  ${VMS} VMs registered and served (QEMU + daemon-spawned sidecar each) in ${startSeconds.toFixed(1)} s\n`);
       await fleet.shrink(MEMORY_VMS);
       const memory = await sidecarMemoryRows('sidecar memory', fleet);
       return [
-        { benchmark: this.name, measure: `${VMS} echo processes, all asking at once, p50 / p99 (baseline)`, value: `${ms(echo50)} / ${ms(echo99)}`, goal: '', met: undefined },
+        { benchmark: this.name, measure: `${VMS} echo processes alone, before the fleet starts, p50 / p99 (the baseline until issue 14)`, value: `${ms(percentile(aloneSorted, 50))} / ${ms(percentile(aloneSorted, 99))}`, goal: '', met: undefined },
+        { benchmark: this.name, measure: `${VMS} echo processes beside the idle fleet, all asking at once, p50 / p99 (baseline)`, value: `${ms(echo50)} / ${ms(echo99)}`, goal: '', met: undefined },
         { benchmark: this.name, measure: `${VMS} sidecars, all asking at once, physcpus p50 / p99 (${WIDE_BUDGET_NOTE})`, value: `${ms(item50)} / ${ms(item99)}`, goal: 'p99 < 1 ms', met: item99 < 1 },
-        { benchmark: this.name, measure: `sidecar / echo, p50 and p99 (${VMS} VMs × ${ROUNDS} rounds)`, value: `${r50.toFixed(2)}× / ${r99.toFixed(2)}×`, goal: '≤ 1.5×', met: r50 <= 1.5 && r99 <= 1.5 },
+        { benchmark: this.name, measure: `CPU per request, echo / sidecar (/proc utime+stime)`, value: `${perRequest(echo).toFixed(0)} µs / ${perRequest(item).toFixed(0)} µs`, goal: '', met: undefined },
+        { benchmark: this.name, measure: `sidecar / echo, p50 and p99 (${VMS} VMs × ${ROUNDS} rounds, ${BLOCKS} alternating blocks)`, value: `${r50.toFixed(2)}× / ${r99.toFixed(2)}×`, goal: '≤ 1.5×', met: r50 <= 1.5 && r99 <= 1.5 },
         ...memory,
       ];
     } finally {

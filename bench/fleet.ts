@@ -97,6 +97,13 @@ export class Fleet {
     }
   }
 
+  /** Registers more VMs, up to `count` in all; resolves once each new VM's sidecar answers. */
+  async grow(count: number): Promise<void> {
+    const from = this.vms.length === 0 ? 0 : Math.max(...this.vms.map((vm) => vm.index)) + 1;
+    await pool(count - this.vms.length, START_CONCURRENCY, (offset) => this.#register(from + offset));
+    this.vms.sort((a, b) => a.index - b.index);
+  }
+
   status(): Promise<StatusReply> {
     return fetchStatus(this.site.control);
   }

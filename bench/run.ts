@@ -5,9 +5,10 @@ import { fanoutBenchmark } from './daemon-fanout.js';
 import { fleetRoundTripBenchmark } from './fleet-roundtrip.js';
 import { guestRoundTripBenchmark } from './guest-roundtrip.js';
 import { launcherBenchmark } from './launcher-overhead.js';
+import { scaleCurveBenchmark } from './scale-curve.js';
 import { type Benchmark, type BenchRow, formatTable } from './table.js';
 
-const BENCHMARKS: readonly Benchmark[] = [collectorBenchmark, fanoutBenchmark, guestRoundTripBenchmark, fleetRoundTripBenchmark, launcherBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [collectorBenchmark, fanoutBenchmark, guestRoundTripBenchmark, fleetRoundTripBenchmark, launcherBenchmark, scaleCurveBenchmark];
 
 const rows: BenchRow[] = [];
 for (const benchmark of BENCHMARKS) {

@@ -133,7 +133,9 @@ export type ProtocolErrorCode =
   | 'IDLE'
   /** A control request understood and declined (attach of a pid that is not running, say). */
   | 'REFUSED'
-  | 'NO_SUCH_VM';
+  | 'NO_SUCH_VM'
+  /** A name or uuid more than one served VM has. */
+  | 'AMBIGUOUS_VM';
 
 export class ProtocolError extends CodedError<ProtocolErrorCode> {
   override readonly name = 'ProtocolError';

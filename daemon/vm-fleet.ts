@@ -65,12 +65,20 @@ export class VmFleet {
     return [...this.#keepers.values()].find((keeper) => keeper.pid === pid || keeper.record.pid === pid);
   }
 
-  /** A VM by its directory id, its name, its uuid or its QEMU pid; NO_SUCH_VM otherwise. */
+  /**
+   * A VM by its directory id, its QEMU pid, or else its name or uuid; NO_SUCH_VM otherwise. A name
+   * or uuid two VMs share (both QEMUs of a VM live-migrating on this host) is AMBIGUOUS_VM: acting
+   * on either could be acting on the wrong one.
+   */
   find(key: string): VmKeeper {
-    const keeper = this.#keepers.get(key) ??
-      (/^\d+$/.test(key) ? this.keeperOfPid(Number(key)) : undefined) ??
-      [...this.#keepers.values()].find((candidate) => candidate.record.name === key || candidate.record.uuid === key);
+    const exact = this.#keepers.get(key) ?? (/^\d+$/.test(key) ? this.keeperOfPid(Number(key)) : undefined);
+    if (exact !== undefined) return exact;
+    const named = [...this.#keepers.values()].filter((candidate) => candidate.record.name === key || candidate.record.uuid === key);
+    const [keeper, ...others] = named;
     if (keeper === undefined) throw new ProtocolError('NO_SUCH_VM', `no VM ${JSON.stringify(key)} is served (hostinfo-ctl status lists them)`);
+    if (others.length > 0) {
+      throw new ProtocolError('AMBIGUOUS_VM', `${JSON.stringify(key)} names ${named.length} VMs (${named.map((candidate) => `${candidate.id}, QEMU pid ${candidate.pid}`).join('; ')}): name one by its id or QEMU pid`);
+    }
     return keeper;
   }
 

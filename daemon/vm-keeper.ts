@@ -107,7 +107,7 @@ export class VmKeeper extends EventEmitter<KeeperEvents> implements SidecarLink 
   /** Stops serving. `keepDir` when only the daemon stops: the VM runs on and is adopted again. */
   end(reason: string, keepDir = false): Promise<void> {
     this.#ending ??= (async () => {
-      this.#context.log.info({ event: 'vm-ended', vm: this.id, reason });
+      this.#context.log.info({ event: 'vm-ended', vm: this.id, qemuPid: this.#pid, reason });
       this.#policy.close();
       await this.#supervisor.stop();
       if (!keepDir) {

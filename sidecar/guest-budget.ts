@@ -50,6 +50,8 @@ export interface GuestBudgetDecision {
 }
 
 const LF = 0x0a;
+/** V8's TypedArray search: Buffer#indexOf re-validates its arguments on every call (see line-decoder.ts). */
+const indexOf = Uint8Array.prototype.indexOf;
 
 /** Throws a RangeError naming the field unless both limits are integers at least MIN_GUEST_BUDGET. */
 export function validateGuestBudget(budget: GuestBudget): GuestBudget {
@@ -79,7 +81,7 @@ export function spendGuestBudget(budget: GuestBudget, state: GuestBudgetState, c
   let accepted = byteLimit;
   let lines = 0;
   let afterLastLf = 0;
-  for (let lf = chunk.indexOf(LF); lf !== -1 && lf < byteLimit; lf = chunk.indexOf(LF, lf + 1)) {
+  for (let lf = indexOf.call(chunk, LF); lf !== -1 && lf < byteLimit; lf = indexOf.call(chunk, LF, lf + 1)) {
     if (lines === lineRoom) {
       // Cut right after the last LF that fits, so the dropped part starts at a line's start.
       accepted = afterLastLf;
@@ -88,12 +90,15 @@ export function spendGuestBudget(budget: GuestBudget, state: GuestBudgetState, c
     lines += 1;
     afterLastLf = lf + 1;
   }
-  const spent = { windowStart: current.windowStart, lines: current.lines + lines, bytes: current.bytes + accepted };
+  // One state object per chunk, built whole (no intermediate to spread): this runs for every read.
+  const windowStart = current.windowStart;
+  const spentLines = current.lines + lines;
+  const spentBytes = current.bytes + accepted;
   if (accepted === chunk.length) {
-    return { state: { ...spent, cut: false }, accepted, droppedBytes: 0, droppedLines: 0, resumeAt: undefined };
+    return { state: { windowStart, lines: spentLines, bytes: spentBytes, cut: false }, accepted, droppedBytes: 0, droppedLines: 0, resumeAt: undefined };
   }
   return {
-    state: { ...spent, cut: true },
+    state: { windowStart, lines: spentLines, bytes: spentBytes, cut: true },
     accepted,
     droppedBytes: chunk.length - accepted,
     droppedLines: countLf(chunk, accepted),
@@ -103,6 +108,6 @@ export function spendGuestBudget(budget: GuestBudget, state: GuestBudgetState, c
 
 function countLf(bytes: Uint8Array, from: number): number {
   let count = 0;
-  for (let lf = bytes.indexOf(LF, from); lf !== -1; lf = bytes.indexOf(LF, lf + 1)) count += 1;
+  for (let lf = indexOf.call(bytes, LF, from); lf !== -1; lf = indexOf.call(bytes, LF, lf + 1)) count += 1;
   return count;
 }

@@ -24,6 +24,8 @@ export interface FrameDecoder<F> {
 }
 
 const lineDecoder = (): FrameDecoder<GuestFrame> => new GuestLineDecoder();
+/** The empty queue, shared: never written to (a queue is replaced, not appended to). */
+const NO_FRAMES: readonly never[] = Object.freeze([]);
 
 export interface GuestPortOptions<F = GuestFrame> {
   /** Returns a socket: a new connection (path mode) or a pre-connected one (fd mode, reconnect must be false). */
@@ -136,18 +138,20 @@ export class GuestPort<F = GuestFrame> extends EventEmitter<GuestPortEvents> {
     let throttledUntil: number | undefined;
     // Frames decoded but not answered yet: at most one socket chunk's worth, because reading
     // stops while they wait.
-    let queue: F[] = [];
+    let queue: readonly F[] = NO_FRAMES;
     this.#forget = () => {
       decoder = this.#newDecoder();
     };
     const answerQueued = (): void => {
       writeBlocked = false;
       // One read can hold thousands of requests: their replies leave in one write, not one each.
-      socket.cork();
+      // A single reply (the usual read) goes straight out: corking it only adds a buffered pass.
+      const corked = queue.length > 1;
+      if (corked) socket.cork();
+      let answered = 0;
       try {
-        while (queue.length > 0) {
-          const frame = queue.shift() as F;
-          const reply = this.#respond(frame);
+        while (answered < queue.length) {
+          const reply = this.#respond(queue[answered++] as F);
           // A guest that writes but never reads: stop answering (and reading) until its replies
           // drain, so unread replies cannot pile up in the sidecar's memory.
           if (reply !== undefined && !socket.write(reply)) {
@@ -159,9 +163,11 @@ export class GuestPort<F = GuestFrame> extends EventEmitter<GuestPortEvents> {
           }
         }
       } finally {
-        socket.uncork();
+        // What was answered leaves the queue, also when a reply blocked or respond threw.
+        queue = answered === queue.length ? NO_FRAMES : queue.slice(answered);
+        if (corked) socket.uncork();
       }
-      if (throttledUntil === undefined) socket.resume();
+      if (throttledUntil === undefined && socket.isPaused()) socket.resume();
     };
     const resumeWhenDue = (): void => {
       if (throttledUntil === undefined) return;
@@ -180,7 +186,8 @@ export class GuestPort<F = GuestFrame> extends EventEmitter<GuestPortEvents> {
       const now = this.#now();
       const decision = spendGuestBudget(this.#budget, this.#budgetState, chunk, now);
       this.#budgetState = decision.state;
-      queue = queue.concat(decoder.push(chunk.subarray(0, decision.accepted)));
+      const frames = decoder.push(decision.accepted === chunk.length ? chunk : chunk.subarray(0, decision.accepted));
+      queue = queue.length === 0 ? frames : queue.concat(frames);
       if (decision.droppedBytes > 0) decoder.skip(chunk.subarray(decision.accepted));
       const resumeAt = decision.resumeAt;
       if (resumeAt !== undefined) {

@@ -105,7 +105,8 @@ export class Sidecar {
   constructor(options: SidecarOptions) {
     this.#options = options;
     this.#clock = options.clock ?? SYSTEM_CLOCK;
-    this.#audit = new AuditLog((record: AuditRecord) => options.log.info({ event: 'request', ...record }));
+    // The QEMU pid tells the two QEMUs of one VM apart while it live-migrates on one host.
+    this.#audit = new AuditLog((record: AuditRecord) => options.log.info({ event: 'request', ...record, qemu: options.channel.access?.vm.pid ?? options.qemuPid }));
     this.#stopped = new Promise((resolve) => { this.#resolveStopped = resolve; });
   }
 

@@ -21,14 +21,20 @@ export interface Reply {
   readonly text: string;
 }
 
+const NOT_PRINTABLE = /[^\x20-\x7e]/;
+const NOT_PRINTABLE_ALL = /[^\x20-\x7e]/g;
+
 /** Printable ASCII, one byte per character: every other code unit becomes `?`. */
-export const printableAscii = (text: string): string => text.replace(/[^\x20-\x7e]/g, '?');
+export const printableAscii = (text: string): string => (NOT_PRINTABLE.test(text) ? text.replace(NOT_PRINTABLE_ALL, '?') : text);
+
+/** Each status's reply prefix (REPLY_PREFIX, status, space), built once. */
+const PREFIXES: ReadonlyMap<number, string> = new Map(Object.values(STATUS).map((status) => [status, `${REPLY_PREFIX}${status} `]));
 
 export function formatReply(reply: Reply): string {
-  const prefix = `${REPLY_PREFIX}${reply.status} `;
+  const prefix = PREFIXES.get(reply.status) ?? `${REPLY_PREFIX}${reply.status} `;
   const room = MAX_REPLY_BYTES - prefix.length - 1;
   // Replacing every non-printable code unit keeps one character per byte, so slicing by
   // characters below is slicing by bytes.
   const printable = printableAscii(reply.text);
-  return `${prefix}${printable.slice(0, room)}\n`;
+  return `${prefix}${printable.length > room ? printable.slice(0, room) : printable}\n`;
 }

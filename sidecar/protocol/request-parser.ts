@@ -16,24 +16,71 @@ export type ParsedLine =
 const SPACE = 0x20;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
-const REPLY_SHAPE = new RegExp(`^${REPLY_PREFIX.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[0-9]{3}(?: |$)`);
-/** Enough of a line to hold the prefix, three digits and the space after them. */
-const REPLY_SHAPE_BYTES = REPLY_PREFIX.length + 4;
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
+/** REPLY_PREFIX as bytes: the reply shape is checked on the raw bytes, without decoding them. */
+const PREFIX_BYTES = Uint8Array.from(REPLY_PREFIX, (char) => char.charCodeAt(0));
 
-/** True for bytes that start like a reply (`<version> <3 digits>`): checked on raw bytes, before validation. */
+/** True for bytes that start like a reply (`<version> <3 digits>`, then a space or the end): checked on raw bytes, before validation. */
 export function looksLikeReply(bytes: Uint8Array): boolean {
-  return REPLY_SHAPE.test(Buffer.from(bytes.subarray(0, REPLY_SHAPE_BYTES)).toString('latin1'));
+  const prefix = PREFIX_BYTES.length;
+  if (bytes.length < prefix + 3) return false;
+  for (let i = 0; i < prefix; i += 1) if (bytes[i] !== PREFIX_BYTES[i]) return false;
+  for (let i = prefix; i < prefix + 3; i += 1) {
+    const byte = bytes[i] as number;
+    if (byte < DIGIT_0 || byte > DIGIT_9) return false;
+  }
+  return bytes.length === prefix + 3 || bytes[prefix + 3] === SPACE;
 }
 
+/**
+ * One pass over the bytes for the checks every request needs (blank, printable, quoted), then
+ * the tokenizer on the decoded text. It runs for every line a guest sends, so it allocates
+ * nothing it does not return.
+ */
 export function parseRequestLine(bytes: Uint8Array): ParsedLine {
-  if (bytes.every((byte) => byte === SPACE)) return { kind: 'empty' };
-  if (looksLikeReply(bytes)) return { kind: 'echo' };
-  const bad = bytes.findIndex((byte) => byte < 0x20 || byte > 0x7e);
-  if (bad !== -1) {
-    const hex = (bytes[bad] ?? 0).toString(16).padStart(2, '0');
-    return { kind: 'invalid', reason: `byte 0x${hex} at column ${bad + 1} is not printable ASCII` };
+  let blank = true;
+  for (let i = 0; i < bytes.length; i += 1) {
+    if (bytes[i] !== SPACE) {
+      blank = false;
+      break;
+    }
   }
-  return tokenize(Buffer.from(bytes).toString('latin1'));
+  if (blank) return EMPTY;
+  if (looksLikeReply(bytes)) return ECHO;
+  let quoted = false;
+  for (let i = 0; i < bytes.length; i += 1) {
+    const byte = bytes[i] as number;
+    if (byte < 0x20 || byte > 0x7e) return { kind: 'invalid', reason: `byte 0x${byte.toString(16).padStart(2, '0')} at column ${i + 1} is not printable ASCII` };
+    if (byte === QUOTE || byte === BACKSLASH) quoted = true;
+  }
+  // Printable ASCII: one character per byte, whatever the decoding.
+  const line = String.fromCharCode.apply(null, bytes as unknown as number[]);
+  return quoted ? tokenize(line) : splitBare(line);
+}
+
+const EMPTY: ParsedLine = Object.freeze({ kind: 'empty' });
+const ECHO: ParsedLine = Object.freeze({ kind: 'echo' });
+
+/** A line without quotes or backslashes: words between runs of spaces, as tokenize would find them. */
+function splitBare(line: string): ParsedLine {
+  let command: string | undefined;
+  const args: string[] = [];
+  let at = 0;
+  while (at < line.length) {
+    if (line.charCodeAt(at) === SPACE) {
+      at += 1;
+      continue;
+    }
+    let end = at + 1;
+    while (end < line.length && line.charCodeAt(end) !== SPACE) end += 1;
+    const word = line.slice(at, end);
+    if (command === undefined) command = word;
+    else args.push(word);
+    at = end;
+  }
+  // Not blank (checked first), so there is a word.
+  return { kind: 'request', command: (command as string).toLowerCase(), args };
 }
 
 function tokenize(line: string): ParsedLine {
@@ -50,7 +97,7 @@ function tokenize(line: string): ParsedLine {
     at = word.next;
   }
   const [command, ...args] = words;
-  if (command === undefined) return { kind: 'empty' };
+  if (command === undefined) return EMPTY;
   if (command.quoted) return { kind: 'invalid', reason: 'the command must be a bare word' };
   return { kind: 'request', command: command.text.toLowerCase(), args: args.map((arg) => arg.text) };
 }

@@ -135,3 +135,22 @@ t.test('a user who is not the daemon\'s is refused with exit 4', { skip: needsRo
   t.equal(run.status, 4, run.stderr);
   t.match(run.stderr, /permission denied on .*hostinfod\.sock: the control socket is for the daemon's user/);
 });
+
+t.test('detach: a uuid two VMs share (a migration on one host) is refused; the pid picks one', async (t) => {
+  const site = await makeSite(t, { policy: POLICY, interval: 0.1 });
+  await startDaemon(t, site);
+  const uuid = '7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f';
+  const source = await attached(t, site, 'moving');
+  const destination = await attached(t, site, 'moving-dst');
+  for (const vm of [source, destination]) {
+    const run = ctl(site, ['attach', '--pid', String(vm.pid), '--guest-socket', vm.socket, '--name', 'moving', '--uuid', uuid]);
+    t.equal(run.status, 0, run.stderr);
+  }
+  t.same((await status(site)).vms.map((vm) => [vm.id, vm.vm.pid]).sort(), [['moving', source.pid], ['moving-2', destination.pid]], 'the second one got a directory of its own');
+  const byUuid = ctl(site, ['detach', uuid]);
+  t.equal(byUuid.status, 1, 'refused');
+  t.match(byUuid.stderr, `"${uuid}" names 2 VMs (moving, QEMU pid ${source.pid}; moving-2, QEMU pid ${destination.pid}): name one by its id or QEMU pid`);
+  t.equal(ctl(site, ['detach', String(source.pid)]).status, 0, 'detached by pid');
+  t.same((await status(site)).vms.map((vm) => vm.id), ['moving-2'], 'only the one named by its pid went');
+  t.match(await destination.guest.ask('physcpus'), /^1\.0 200 \d+$/, 'the other is still answered');
+});

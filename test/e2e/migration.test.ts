@@ -20,16 +20,14 @@ import t, { type Test } from 'tap';
 import { QmpClient } from '../../sidecar/qmp/client.js';
 import type { QmpEvent } from '../../sidecar/qmp/messages.js';
 import { connectWithRetry } from '../fixtures/qmp/qemu.js';
+import { checkSwitchOver, migratingGuestScript, numberedReplies, sessionReply } from '../helpers/migrating-guest.js';
 import { vmSessionOf } from '../helpers/proc-stats.js';
 import { qemuLegs, type QemuUnderTest } from '../helpers/qemu-versions.js';
-import { alive, APPEND, auditOf, guestImage, type Host, Launcher, type LogLine, makeHost, sidecarsServing, stripEscapes, until, vmDirRemoved, within } from './harness.js';
+import { alive, APPEND, auditOf, guestImage, type Host, Launcher, type LogLine, makeHost, sidecarsServing, until, vmDirRemoved, within } from './harness.js';
 
 t.setTimeout(10 * 60_000);
 
 const VM = 'e2e-migrate';
-const ASK_TIMEOUT_S = 3;
-/** Requests the guest makes after it saw vmsession change, before it stops asking. */
-const ASKS_AFTER_MOVE = 6;
 
 interface Leg {
   readonly name: string;
@@ -62,31 +60,6 @@ function vmDirOf(host: Host, pid: number): string | undefined {
   });
 }
 
-const GUEST_SCRIPT = (transport: Leg['transport']): string => [
-  '#!/bin/sh',
-  '. /lib/hostinfo.sh',
-  `port=$(hostinfo_port ${transport}) || exit 1`,
-  'exec 3<>"$port"',
-  // A reply the switch-over swallowed must not hang the guest: each read has a timeout.
-  `ask() { echo "$1" >&3; timeout ${ASK_TIMEOUT_S} head -n1 <&3; }`,
-  'first=$(ask vmsession); echo "S first [$first]"',
-  'n=0; after=0; last=$first',
-  `while [ $n -lt 400 ] && [ $after -lt ${ASKS_AFTER_MOVE} ]; do`,
-  '  n=$((n+1)); echo "R $n [$(ask physcpus)]"',
-  '  s=$(ask vmsession)',
-  '  case $s in "1.0 200 "*) last=$s ;; esac',
-  '  [ "$last" != "$first" ] && after=$((after+1))',
-  '  sleep 0.5',
-  'done',
-  'echo "S last [$last]"',
-  '',
-].join('\n');
-
-/** The guest's numbered `R n [reply]` lines from one QEMU's console. */
-function numberedReplies(console: string): Map<number, string> {
-  return new Map([...stripEscapes(console).matchAll(/^R (\d+) \[(.*)\]$/gm)].map((m) => [Number(m[1]), m[2] ?? '']));
-}
-
 async function qmpOf(t: Test, socketPath: string, launcher: Launcher): Promise<QmpClient> {
   const qmp = new QmpClient();
   t.teardown(() => qmp.close());
@@ -110,7 +83,7 @@ function migrationEnd(qmp: QmpClient): Promise<string> {
 
 async function migrate(t: Test, host: Host, guest: string, leg: Leg): Promise<void> {
   await host.policy(VM, 'enabled = true\nallow = ["physcpus", "vmsession"]\nburst = 10\ninterval = 0.1\n');
-  const initrd = await host.initrd(GUEST_SCRIPT(leg.transport));
+  const initrd = await host.initrd(migratingGuestScript(leg.transport, 'power-off'));
   const vmArgs = ['-name', VM, '-accel', 'tcg', '-M', leg.machine, '-m', '256', '-no-reboot', '-nographic', '-initrd', initrd, '-kernel', path.join(guest, 'vmlinuz'), '-append', APPEND];
   const launcherArgs = (qemu: QemuUnderTest): string[] => [...qemu.launcherArgs, '--transport', leg.transport];
   const qmpSocket = (side: string): string => path.join(host.dir, `${side}.qmp`);
@@ -155,16 +128,8 @@ async function migrate(t: Test, host: Host, guest: string, leg: Leg): Promise<vo
   t.ok(sourceSidecars.length === 1, `the source had one sidecar (${sourceSidecars.join(', ')}), and it ended`);
 
   t.same(await destination.exit(), { code: 0, signal: null }, 'the guest finished on the destination and powered off');
-  const before = numberedReplies(source.console);
   const after = numberedReplies(destination.console);
-  const all = [...before, ...after].sort(([a], [b]) => a - b);
-  const lost = all.filter(([, reply]) => reply === '');
-  t.ok(before.size >= 3 && after.size >= ASKS_AFTER_MOVE, `the guest asked on both hosts (${before.size} answers printed on the source's console, ${after.size} on the destination's)`);
-  t.same(all.map(([n]) => n), all.map((_, i) => i + 1), 'the guest\'s loop went on across the switch-over: every request numbered once');
-  t.ok(lost.length <= 1, `at most the request in flight at the switch-over went unanswered (${lost.map(([n]) => n).join(', ') || 'none'})`);
-  t.ok(all.every(([, reply]) => reply === '' || /^1\.0 200 \d+$/.test(reply)), 'every answer is a 200', { replies: all });
-  const firstAfter = [...after.keys()][0] ?? 0;
-  t.ok([...after].filter(([n]) => n > firstAfter).every(([, reply]) => reply !== ''), 'every request the guest made on the destination after its first there was answered');
+  checkSwitchOver(t, numberedReplies(source.console), after);
 
   const destinationLog = await host.sidecarLog(destinationDir);
   const destinationAudit = auditOf(destinationLog).filter(([command]) => command === 'physcpus');
@@ -175,9 +140,8 @@ async function migrate(t: Test, host: Host, guest: string, leg: Leg): Promise<vo
   const identity = (await host.sidecarLog(destinationDir)).find((line) => line['event'] === 'identity');
   t.match(identity, { source: 'QMP', vm: { name: VM } }, 'the destination\'s sidecar learnt the VM from the destination\'s QMP');
 
-  const session = (console: string, label: string): string | undefined => new RegExp(`^S ${label} \\[(.*)\\]$`, 'm').exec(stripEscapes(console))?.[1];
-  t.equal(session(source.console, 'first'), `1.0 200 ${sourceSession}`, 'vmsession before: the source QEMU\'s');
-  t.equal(session(destination.console, 'last'), `1.0 200 ${destinationSession}`, 'vmsession after: the destination QEMU\'s, so the guest knows its per-VM counters started over');
+  t.equal(sessionReply(source.console, 'first'), `1.0 200 ${sourceSession}`, 'vmsession before: the source QEMU\'s');
+  t.equal(sessionReply(destination.console, 'last'), `1.0 200 ${destinationSession}`, 'vmsession after: the destination QEMU\'s, so the guest knows its per-VM counters started over');
   t.not(sourceSession, destinationSession);
 }
 

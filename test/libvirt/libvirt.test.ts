@@ -12,6 +12,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSy
 import path from 'node:path';
 import t from 'tap';
 import { guestImage, REPO, until } from '../e2e/harness.js';
+import { VHOSTMD_PORT_NAME } from '../../common/vm-record.js';
 import { fetchStatus } from '../../daemon/control-client.js';
 import { startDaemonAt } from '../helpers/served-vm.js';
 import { cgroupDirs, cgroupProcs, hookUnavailable, sidecarsOf, startLibvirtd, uidOf, virsh, virshOk, type Libvirtd } from './libvirtd.js';
@@ -51,9 +52,21 @@ function emulator(file: string, extra: string): string {
 copyFileSync(path.join(image.dir, 'vmlinuz'), path.join(site, 'vmlinuz'));
 // Asks once a second with its own 3 s timeout (a reply lost while nothing serves the port would
 // otherwise block a plain read for ever), numbering each answer.
+// A domain with a vhostmd channel first asks it once as vm-dump-metrics does (open, the 18 bytes,
+// read until the reply ends in a blank line, at most 5 s), up to 3 times while nothing serves it.
 writeFileSync(path.join(site, 'guest.sh'), `. /lib/hostinfo.sh
 port=$(hostinfo_port)
 echo "guest: port $port"
+if vport=$(HOSTINFO_PORT_NAME=${VHOSTMD_PORT_NAME} hostinfo_port virtio-serial 2>/dev/null); then
+  for try in 1 2 3; do
+    : >/tmp/vh; exec 4<>"$vport"; cat <&4 >/tmp/vh & reader=$!
+    printf 'GET /metrics/XML\\n\\n' >&4
+    i=0; while [ "$(tail -c 2 /tmp/vh | od -An -tx1 | tr -d ' \\n')" != 0a0a ] && [ $i -lt 50 ]; do i=$((i+1)); usleep 100000; done
+    kill $reader; wait $reader 2>/dev/null; exec 4<&-
+    [ $i -lt 50 ] && break
+  done
+  echo "guest: vhostmd try $try: $(grep -c '<metric ' /tmp/vh) metrics, last line $(grep -v '^$' /tmp/vh | tail -n 1)"
+fi
 n=0
 while :; do
   n=$((n + 1))
@@ -100,8 +113,8 @@ const SETUPS: readonly Setup[] = [
     port: `<serial type='unix'><source mode='bind' path='/var/lib/libvirt/qemu/hostinfo-${NAME}.sock'/><target type='isa-serial' port='1'/><alias name='ua-hostinfo'/></serial>`,
   },
   {
-    label: 'hook, virtio <channel> org.hostinfo.0', emulator: '/usr/bin/qemu-system-x86_64', viaHook: true, virtio: true,
-    port: `<channel type='unix'><target type='virtio' name='org.hostinfo.0'/></channel>`,
+    label: 'hook, virtio <channel> org.hostinfo.0 and a vhostmd <channel>', emulator: '/usr/bin/qemu-system-x86_64', viaHook: true, virtio: true,
+    port: `<channel type='unix'><target type='virtio' name='org.hostinfo.0'/></channel><channel type='unix'><target type='virtio' name='${VHOSTMD_PORT_NAME}'/></channel>`,
   },
 ];
 
@@ -156,6 +169,11 @@ async function bootAndCheck(t: Tap, setup: Setup, console: string, round: number
     const vm = (await fetchStatus(path.join(runtime, 'hostinfod.sock'))).vms.find((entry) => entry.id === NAME);
     t.match(vm, { attached: true, vm: { pid }, transport: setup.virtio ? 'virtio-serial' : 'isa-serial', sidecar: { uid: uidOf('libvirt-qemu') } }, `round ${round}: attached by the hook; its sidecar runs as QEMU's user, libvirt-qemu`);
     t.match(readFileSync(hookLog, 'utf8').slice(hookMark), new RegExp(`attached as ${NAME} \\(${setup.virtio ? 'org\\.hostinfo\\.0' : '/dev/ttyS1'} on /`), `round ${round}: the hook says what it attached`);
+  }
+  if (setup.port.includes(VHOSTMD_PORT_NAME)) {
+    t.match(readFileSync(hookLog, 'utf8').slice(hookMark), /, vhostmd on \/var\/lib\/libvirt\/qemu\/channel\//, `round ${round}: the hook attached the vhostmd channel too`);
+    const vhostmd = /^guest: vhostmd try (\d): (\d+) metrics, last line (.*?)\r?$/m.exec(readFileSync(console, 'utf8'));
+    t.ok(vhostmd !== null && Number(vhostmd[2]) > 0 && vhostmd[3] === '</metrics>', `round ${round}: the guest read a vhostmd document: ${vhostmd?.[0] ?? 'none'}`);
   }
   if (round === 1 && !setup.virtio) await restartLibvirtd(t, console, vmDir);
   if (round === 1 && !setup.virtio && setup.viaHook) t.match(readFileSync(hookLog, 'utf8').slice(hookMark), /hook libvirt .* reconnect: already attached as/, 'libvirtd\'s reconnect ran the hook, which found the VM served');

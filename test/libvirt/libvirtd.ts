@@ -3,12 +3,13 @@
 // 0660 if it is root:root 0600 (else libvirt re-probes every emulator on each lookup, ~40 s), and
 // an optional /etc/libvirt/hooks/qemu (libvirtd looks for hooks when it starts, so one installed
 // here means libvirtd must be started by this test). Also the virsh, cgroup and process probes the
-// tests share.
+// tests share. tap runs test files in parallel: startLibvirtd first takes LIBVIRTD_LOCK, so one
+// file at a time owns the host's libvirtd (and /etc/libvirt/hooks/qemu) from start to stop.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { until } from '../e2e/harness.js';
+import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { sidecarProcesses, until } from '../e2e/harness.js';
 import type { Teardown } from '../helpers/logged-process.js';
 
 const VIRSH = ['-c', 'qemu:///system'];
@@ -25,8 +26,10 @@ export function virshOk(...args: string[]): string {
   return r.out;
 }
 
+/** Running processes named `name`; a zombie (a stopped virtlogd its parent has not reaped yet,
+ * say) is none: counting it would keep startLibvirtd from starting a new one. */
 export function pidsOf(name: string): number[] {
-  return spawnSync('pgrep', ['-x', name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+  return spawnSync('pgrep', ['-x', name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number).filter((pid) => !isGone(pid));
 }
 
 export function gidOf(group: string): number {
@@ -59,9 +62,9 @@ export function cgroupDirs(name: string): string[] {
 }
 
 /** Sidecars whose command line names `runtime` (the test's own daemon). */
-export function sidecarsOf(runtime: string): string[] {
-  return spawnSync('pgrep', ['-f', 'dist/sidecar/main.js'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)
-    .filter((pid) => existsSync(`/proc/${pid}/cmdline`) && readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(runtime));
+/** The sidecars whose command line names `runtime` (attached VMs' sidecars get paths under it). */
+export function sidecarsOf(runtime: string): number[] {
+  return sidecarProcesses().filter(({ args }) => args.some((arg) => arg.includes(runtime))).map(({ pid }) => pid);
 }
 
 const isGone = (pid: number): boolean => !existsSync(`/proc/${pid}/status`) || /State:\s+Z/.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -69,17 +72,68 @@ const isGone = (pid: number): boolean => !existsSync(`/proc/${pid}/status`) || /
 export interface Libvirtd {
   /** Whether this test started libvirtd (and so installed its hook). */
   readonly ours: boolean;
+  /** How long startLibvirtd waited for another test file to release LIBVIRTD_LOCK (ms). */
+  readonly lockWaitMs: number;
   /** SIGTERM to libvirtd, then a new one; resolves once virsh answers again. */
   restart(): Promise<void>;
 }
 
-/** Why the hook cannot be tested here, or undefined. */
+/** Why the hook cannot be tested here, or undefined. A libvirtd that another test file holds the
+ * lock for is that file's: it stops before startLibvirtd gets the lock, so it is no reason. */
 export function hookUnavailable(): string | undefined {
+  const holder = lockHolder();
+  if (holder !== undefined && holder !== process.pid && !isGone(holder)) return undefined;
   if (pidsOf('libvirtd').length > 0) return 'a libvirtd this test did not start is running: its hooks cannot be changed';
   return undefined;
 }
 
+/** Held by the test file (its pid inside) that owns the host's libvirtd; see holdLibvirtdLock. */
+export const LIBVIRTD_LOCK = '/run/hostinfo-test-libvirtd.lock';
+
+function lockHolder(): number | undefined {
+  try {
+    const pid = Number(readFileSync(LIBVIRTD_LOCK, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Waits (up to `ms`) until this process holds LIBVIRTD_LOCK; returns how long that took (ms). It
+ * is released in teardown, which tap runs last for what was registered first. The lock appears
+ * whole (a pid file linked into place, so no reader sees it empty); one whose holder is gone (a
+ * test killed before its teardown) is taken over.
+ */
+export async function holdLibvirtdLock(t: Teardown, ms = 600_000): Promise<number> {
+  const mine = `${LIBVIRTD_LOCK}.${process.pid}`;
+  writeFileSync(mine, `${process.pid}\n`, { mode: 0o644 });
+  const take = (): boolean => {
+    try {
+      linkSync(mine, LIBVIRTD_LOCK);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = lockHolder();
+    if (holder === process.pid) return true;
+    if (holder !== undefined && isGone(holder)) rmSync(LIBVIRTD_LOCK, { force: true });
+    return false;
+  };
+  const waitFrom = Date.now();
+  try {
+    await until(take, ms, () => `${LIBVIRTD_LOCK}, held by pid ${lockHolder()}`);
+  } finally {
+    rmSync(mine, { force: true });
+  }
+  t.teardown(() => {
+    if (lockHolder() === process.pid) rmSync(LIBVIRTD_LOCK, { force: true });
+  });
+  return Date.now() - waitFrom;
+}
+
 export async function startLibvirtd(t: Teardown, options: { readonly hook?: string } = {}): Promise<Libvirtd> {
+  const lockWaitMs = await holdLibvirtdLock(t);
   fixKvmPermissions(t);
   if (options.hook !== undefined) installHook(t, options.hook);
   const started: number[] = [];
@@ -102,6 +156,7 @@ export async function startLibvirtd(t: Teardown, options: { readonly hook?: stri
   await answering();
   return {
     ours,
+    lockWaitMs,
     async restart(): Promise<void> {
       const [pid] = pidsOf('libvirtd');
       if (pid === undefined || !started.includes(pid)) throw new Error('restart: libvirtd is not this test\'s');
@@ -122,6 +177,16 @@ function fixKvmPermissions(t: Teardown): void {
     chownSync('/dev/kvm', kvm.uid, kvm.gid);
     chmodSync('/dev/kvm', kvm.mode & 0o7777);
   });
+}
+
+/** The shipped examples/libvirt/hooks/qemu with its settings block set: this checkout's
+ * hostinfo-ctl, `config`, this node, and its log appended to `log`. */
+export function shippedHook(repo: string, config: string, log: string): string {
+  return readFileSync(join(repo, 'examples', 'libvirt', 'hooks', 'qemu'), 'utf8')
+    .replace(/^HOSTINFO_CTL=.*$/m, `HOSTINFO_CTL=${join(repo, 'bin', 'hostinfo-ctl')}`)
+    .replace(/^HOSTINFO_CONFIG=.*$/m, `HOSTINFO_CONFIG=${config}`)
+    .replace(/^# HOSTINFO_NODE=.*$/m, `HOSTINFO_NODE=${process.execPath}`)
+    .replace(/^LOG=$/m, `LOG=${log}`);
 }
 
 /** Installs `text` as libvirt's QEMU hook; what was there (if anything) comes back in teardown. */

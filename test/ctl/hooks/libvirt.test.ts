@@ -49,9 +49,14 @@ t.test('one port per VM: the first is attached, the others named', async (t) => 
   t.same(action.kind === 'attach' ? action.notes : undefined, ['org.hostinfo.0 (/var/lib/libvirt/qemu/channel/target/domain-12-twoports/org.hostinfo.0) not attached: one hostinfo port per VM']);
 });
 
+t.test('stopped detaches the pidfile\'s QEMU: not the same-named destination of a migration', async (t) => {
+  const dir = runDir(t, { web1: '4242\n' });
+  t.same(libvirtHookAction(['web1', 'stopped', 'end', '-'], xmlOf('web1-live.xml'), dir), { kind: 'detach', vm: '4242' }, 'by the pid libvirt still has in its pidfile');
+});
+
 t.test('stopped detaches a domain with a hostinfo port by name; other operations do nothing', async (t) => {
   const dir = runDir(t);
-  t.same(libvirtHookAction(['web1', 'stopped', 'end', '-'], xmlOf('web1-live.xml'), dir), { kind: 'detach', vm: 'web1' }, 'no pidfile needed: QEMU is gone');
+  t.same(libvirtHookAction(['web1', 'stopped', 'end', '-'], xmlOf('web1-live.xml'), dir), { kind: 'detach', vm: 'web1' }, 'without a pidfile: by name (which the daemon refuses when two VMs have it)');
   t.same(libvirtHookAction(['proxied', 'stopped', 'end', '-'], xmlOf('unaliased-unix-serial.xml'), dir), { kind: 'none', note: undefined }, 'a domain without one is not hostinfod\'s business');
   for (const operation of ['prepare', 'start', 'release', 'migrate', 'restore', 'attach', 'STARTED', '']) {
     t.same(libvirtHookAction(['web1', operation, 'begin', '-'], unread, dir), { kind: 'none', note: undefined }, `operation ${JSON.stringify(operation)}`);
