@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { WIDE_BUDGET_NOTE } from './fleet-site.js';
 import { Fleet, killAndWait } from './fleet.js';
 import { spawnNoted } from './reaper.js';
+import { roundTripper } from './round-trip.js';
 import { percentile, type Benchmark, type BenchRow } from './table.js';
 
 const WARMUP = 500;
@@ -39,31 +40,14 @@ async function acceptOne(path: string): Promise<{ socket: Promise<Socket>; close
 
 /** Sequential request/reply latencies in ms, after a warm-up. */
 async function measure(socket: Socket, request: string, expect: RegExp): Promise<number[]> {
-  let buffered = '';
-  let wake: () => void = () => {};
-  const onData = (chunk: Buffer): void => {
-    buffered += chunk.toString('latin1');
-    wake();
-  };
-  socket.on('data', onData);
-  const roundTrip = async (): Promise<number> => {
-    const start = process.hrtime.bigint();
-    socket.write(`${request}\n`);
-    while (!buffered.includes('\n')) await new Promise<void>((resolve) => { wake = resolve; });
-    const elapsed = Number(process.hrtime.bigint() - start) / 1e6;
-    const lf = buffered.indexOf('\n');
-    const line = buffered.slice(0, lf);
-    buffered = buffered.slice(lf + 1);
-    if (!expect.test(line)) throw new Error(`unexpected reply ${JSON.stringify(line)} to ${request}`);
-    return elapsed;
-  };
+  const guest = roundTripper(socket);
   try {
-    for (let i = 0; i < WARMUP; i += 1) await roundTrip();
+    for (let i = 0; i < WARMUP; i += 1) await guest.ask(request, expect);
     const samples: number[] = [];
-    for (let i = 0; i < ROUNDS; i += 1) samples.push(await roundTrip());
+    for (let i = 0; i < ROUNDS; i += 1) samples.push(await guest.ask(request, expect));
     return samples.sort((a, b) => a - b);
   } finally {
-    socket.off('data', onData);
+    guest.close();
   }
 }
 

@@ -22,7 +22,8 @@ import { percentile, type Benchmark, type BenchRow } from './table.js';
 
 const RUNS = 7;
 const COLD_RUNS = 2;
-const GOAL_ADDED_MS = 150;
+/** Issue 14, goal 3. */
+const GOAL_ADDED_MS = 100;
 const GOAL_READY_MS = 300;
 const EXIT_TIMEOUT_MS = 10_000;
 /**
@@ -179,7 +180,7 @@ export const launcherBenchmark: Benchmark = {
       return [
         { benchmark: this.name, measure: `QEMU alone, exec → QMP greeting, median of ${RUNS}`, value: ms(median(alone)), goal: '', met: undefined },
         { benchmark: this.name, measure: `hostinfo-qemu (bin/hostinfo-qemu front), exec → QMP greeting, daemon running, median of ${RUNS}`, value: ms(median(wrapped)), goal: '', met: undefined },
-        { benchmark: this.name, measure: 'added by hostinfo-qemu (daemon running): planner start-up + registration, before exec', value: ms(added), goal: `< ${GOAL_ADDED_MS} ms`, met: added < GOAL_ADDED_MS },
+        { benchmark: this.name, measure: 'added by hostinfo-qemu (daemon running): planner start-up + registration, before exec', value: ms(added), goal: `≤ ${GOAL_ADDED_MS} ms`, met: added <= GOAL_ADDED_MS },
         { benchmark: this.name, measure: `bare \`node -e 0\`, start → exit (the planner's floor), median of ${RUNS}`, value: ms(median(nodeStart)), goal: '', met: undefined },
         { benchmark: this.name, measure: `added by hostinfo-qemu, cold (it starts the daemon), median of ${COLD_RUNS}`, value: ms(coldAdded), goal: '', met: undefined },
         { benchmark: 'sidecar ready', measure: 'QMP greeting → VM adopted / sidecar spawned / identity / hello (median)', value: `${ms(step('vm-adopted'))} / ${ms(step('sidecar-started'))} / ${ms(step('identity'))} / ${ms(step('sidecar-hello'))}`, goal: '', met: undefined },

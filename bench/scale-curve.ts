@@ -17,6 +17,7 @@ import { cpuTicks } from '../test/helpers/proc-stats.js';
 import { measureFanout } from './daemon-fanout.js';
 import { Fleet } from './fleet.js';
 import { smapsRollup } from './sidecar-memory.js';
+import { roundTripper } from './round-trip.js';
 import { percentile, type Benchmark, type BenchRow } from './table.js';
 
 const STEPS = [10, 100, 300] as const;
@@ -49,27 +50,15 @@ async function askOncePerSecond(guests: readonly Socket[], seconds: number): Pro
   const samples: number[] = [];
   await Promise.all(guests.map(async (socket, index) => {
     const start = performance.now() + (1000 * index) / guests.length;
-    let buffered = '';
-    let wake: () => void = () => {};
-    const onData = (chunk: Buffer): void => {
-      buffered += chunk.toString('latin1');
-      wake();
-    };
-    socket.on('data', onData);
+    const guest = roundTripper(socket);
     try {
       for (let i = 0; i < seconds; i += 1) {
         const due = start + 1000 * i - performance.now();
         if (due > 0) await new Promise((resolve) => setTimeout(resolve, due));
-        const sent = process.hrtime.bigint();
-        socket.write('physcpus\n');
-        while (!buffered.includes('\n')) await new Promise<void>((resolve) => { wake = resolve; });
-        samples.push(Number(process.hrtime.bigint() - sent) / 1e6);
-        const line = buffered.slice(0, buffered.indexOf('\n'));
-        buffered = buffered.slice(buffered.indexOf('\n') + 1);
-        if (!/^1\.0 200 \d+$/.test(line)) throw new Error(`unexpected reply ${JSON.stringify(line)}`);
+        samples.push(await guest.ask('physcpus', /^1\.0 200 \d+$/));
       }
     } finally {
-      socket.off('data', onData);
+      guest.close();
     }
   }));
   return samples.sort((a, b) => a - b);

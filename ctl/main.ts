@@ -64,14 +64,14 @@ async function run(command: Command, { socket, config }: Target): Promise<number
       const now = Date.now();
       if (command.vm === undefined) return print(command.json ? asJson(status) : statusTable(status, now));
       const vm = findVm(status, command.vm);
-      if (vm !== undefined) return print(command.json ? asJson(vm) : vmDetails(vm, now));
-      err(`no VM ${JSON.stringify(command.vm)} is registered (hostinfo-ctl status lists them)`);
+      if (typeof vm !== 'string') return print(command.json ? asJson(vm) : vmDetails(vm, now));
+      err(vm);
       return EXIT_FAILED;
     }
     case 'explain': {
       const vm = findVm(await controlRequest(socket, { type: 'status' }), command.vm);
-      if (vm === undefined) {
-        err(`no VM ${JSON.stringify(command.vm)} is registered (hostinfo-ctl status lists them)`);
+      if (typeof vm === 'string') {
+        err(vm);
         return EXIT_FAILED;
       }
       const explanation = await explainVm(config, vm);

@@ -68,8 +68,15 @@ export function vmDetails(vm: VmStatus, now: number): string {
   return fields.map(([key, value]) => `${`${key}:`.padEnd(width + 2)}${value}`).join('\n') + '\n';
 }
 
-/** A VM by directory id, name, uuid or QEMU pid. */
-export function findVm(status: StatusReply, key: string): VmStatus | undefined {
-  return status.vms.find((vm) => vm.id === key) ??
-    status.vms.find((vm) => vm.vm.name === key || vm.vm.uuid === key || String(vm.vm.pid) === key);
+/**
+ * A VM by directory id or QEMU pid, else by name or uuid; or why none is meant. A name or uuid two
+ * VMs share (both QEMUs of a VM live-migrating on this host) names neither, as hostinfod's own
+ * lookup refuses it (AMBIGUOUS_VM).
+ */
+export function findVm(status: StatusReply, key: string): VmStatus | string {
+  const exact = status.vms.find((vm) => vm.id === key) ?? status.vms.find((vm) => String(vm.vm.pid) === key);
+  if (exact !== undefined) return exact;
+  const named = status.vms.filter((vm) => vm.vm.name === key || vm.vm.uuid === key);
+  if (named.length > 1) return `${JSON.stringify(key)} names ${named.length} VMs (${named.map((vm) => `${vm.id}, QEMU pid ${vm.vm.pid}`).join('; ')}): name one by its id or QEMU pid`;
+  return named[0] ?? `no VM ${JSON.stringify(key)} is registered (hostinfo-ctl status lists them)`;
 }

@@ -6,7 +6,7 @@
 // attached VM's sockets are wherever its manager put them, and QMP is optional there.
 
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { closeSync } from 'node:fs';
+import { closeSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +17,21 @@ import { ownerAccount, runAs, type RunAccount } from './run-as.js';
 import { unsafeSocketPath } from './socket-path.js';
 import { connectWhenListening, type VmDirOwner } from './vm-dir.js';
 
+/** tsc's entry point of the sidecar. */
 export const SIDECAR_MAIN = fileURLToPath(new URL('../sidecar/main.js', import.meta.url));
+/** The same program bundled into one CommonJS file by `npm run build` (tools/bundle.mjs): less memory per VM. */
+export const SIDECAR_BUNDLE = fileURLToPath(new URL('../bundle/sidecar/main.js', import.meta.url));
+
+/**
+ * The sidecar to spawn: the bundle, unless it is missing or older than tsc's output (only `tsc`
+ * was run since), which then runs as it is: slower to load and larger, never stale. Looked at
+ * for every start, so a package replaced under a running daemon is picked up as it is.
+ */
+export function sidecarMain(bundle = SIDECAR_BUNDLE, compiled = SIDECAR_MAIN): string {
+  const mtime = (path: string): number | undefined => statSync(path, { throwIfNoEntry: false })?.mtimeMs;
+  const bundled = mtime(bundle);
+  return bundled !== undefined && bundled >= (mtime(compiled) ?? 0) ? bundle : compiled;
+}
 /** Sidecar fds: 3 the daemon channel, 4 QMP, 5 the guest chardev, 6 the vhostmd chardev (fd mode only). */
 export const CHANNEL_FD = 3;
 const QMP_FD = 4;
@@ -83,7 +97,8 @@ export async function launchSidecar(launch: SidecarLaunch): Promise<LaunchedSide
   const sockets = reach.connectForIt ? await connectForSidecar(launch) : undefined;
   const log = openLogNoFollow(join(launch.runtimeDir, LOGS_DIR, `${launch.id}.sidecar.log`));
   try {
-    const sidecar = [process.execPath, SIDECAR_MAIN, '--channel-fd', String(CHANNEL_FD), ...reachFlags(reach, sockets !== undefined), '--qemu-pid', String(launch.qemuPid)];
+    const main = sidecarMain();
+    const sidecar = [process.execPath, main, '--channel-fd', String(CHANNEL_FD), ...reachFlags(reach, sockets !== undefined), '--qemu-pid', String(launch.qemuPid)];
     const [command, prefix] = runAs(launch.account);
     // fd 4 stays closed in the sidecar when there is no QMP socket.
     const passed: StdioOptions = sockets === undefined ? [] : [sockets.qmp ?? 'ignore', sockets.guest, ...(sockets.vhostmd === undefined ? [] : [sockets.vhostmd])];
@@ -97,7 +112,7 @@ export async function launchSidecar(launch: SidecarLaunch): Promise<LaunchedSide
     const channel = child.stdio[CHANNEL_FD] as Socket | null;
     if (channel === null || child.pid === undefined) {
       channel?.destroy();
-      throw new Error(`cannot start ${SIDECAR_MAIN}`);
+      throw new Error(`cannot start ${main}`);
     }
     return { child, channel };
   } finally {

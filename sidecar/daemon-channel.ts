@@ -11,13 +11,13 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { WebSocket } from 'ws';
 import {
   type AccessMessage, DAEMON_PROTOCOL, type ErrorMessage, type HelloMessage, MAX_SERVER_MESSAGE_BYTES, SIDECAR_FEATURES,
   type VmCounters, negotiate, readEnvelope, toSidecarMessageOf,
 } from '../daemon/messages.js';
 import type { HostSnapshot } from '../daemon/sample.js';
 import type { Access } from '../policies/access.js';
+import { WebSocket } from './channel/websocket-client.js';
 
 export interface ReceivedSample {
   readonly seq: number;
@@ -73,7 +73,7 @@ export class DaemonChannel extends EventEmitter<DaemonChannelEvents> {
   constructor(socket: Socket, options: DaemonChannelOptions = {}) {
     super();
     this.#monotonic = options.monotonic ?? (() => performance.now());
-    // ws opens an HTTP upgrade over whatever createConnection returns: here, the inherited pair.
+    // The upgrade goes over whatever createConnection returns (ws's option): here, the inherited pair.
     this.#ws = new WebSocket('ws://hostinfod/', { createConnection: () => socket, maxPayload: MAX_SERVER_MESSAGE_BYTES, perMessageDeflate: false });
     this.#ws.on('open', () => this.emit('open'));
     this.#ws.on('message', (data, isBinary) => {

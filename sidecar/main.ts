@@ -2,12 +2,12 @@
 // hostinfo-sidecar: flags, logging and signals around Sidecar. hostinfod starts it.
 
 import { Socket } from 'node:net';
-import { pino } from 'pino';
 import { closeInheritedFds } from '../common/inherited-fds.js';
 import { HOSTINFO_VERSION } from '../common/version.js';
 import { parseSidecarFlags, USAGE } from './cli.js';
 import { DaemonChannel } from './daemon-channel.js';
 import { fdConnector, GUEST_RECONNECT, pathConnector } from './guest-port.js';
+import { lineLog } from './line-log.js';
 import { Sidecar } from './sidecar.js';
 
 const EXIT_ERROR = 1;
@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   // Only the descriptors handed over on purpose stay open.
   const optionalFd = (fd: number | undefined): number[] => (fd === undefined ? [] : [fd]);
   closeInheritedFds(reach.kind === 'fd' ? [flags.channelFd, reach.guestFd, ...optionalFd(reach.qmpFd), ...optionalFd(reach.vhostmdFd)] : [flags.channelFd]);
-  const log = pino({ base: { name: 'hostinfo-sidecar', pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
+  const log = lineLog({ base: { name: 'hostinfo-sidecar', pid: process.pid }, fd: 2 });
   const sidecar = new Sidecar({
     channel: new DaemonChannel(fdSocket(flags.channelFd)),
     qmp: reach.kind === 'path' ? reach.qmpPath : reach.qmpFd === undefined ? undefined : { socket: fdSocket(reach.qmpFd), label: `fd ${reach.qmpFd}` },

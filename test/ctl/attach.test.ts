@@ -150,6 +150,10 @@ t.test('detach: a uuid two VMs share (a migration on one host) is refused; the p
   const byUuid = ctl(site, ['detach', uuid]);
   t.equal(byUuid.status, 1, 'refused');
   t.match(byUuid.stderr, `"${uuid}" names 2 VMs (moving, QEMU pid ${source.pid}; moving-2, QEMU pid ${destination.pid}): name one by its id or QEMU pid`);
+  const shown = ctl(site, ['status', uuid]);
+  t.equal(shown.status, 1);
+  t.match(shown.stderr, `"${uuid}" names 2 VMs (moving, QEMU pid ${source.pid}; moving-2, QEMU pid ${destination.pid})`, 'status by that uuid says the same');
+  t.equal(ctl(site, ['status', String(destination.pid)]).status, 0, 'status by pid picks one');
   t.equal(ctl(site, ['detach', String(source.pid)]).status, 0, 'detached by pid');
   t.same((await status(site)).vms.map((vm) => vm.id), ['moving-2'], 'only the one named by its pid went');
   t.match(await destination.guest.ask('physcpus'), /^1\.0 200 \d+$/, 'the other is still answered');

@@ -15,7 +15,7 @@ import { guestImage, REPO, until } from '../e2e/harness.js';
 import { VHOSTMD_PORT_NAME } from '../../common/vm-record.js';
 import { fetchStatus } from '../../daemon/control-client.js';
 import { startDaemonAt } from '../helpers/served-vm.js';
-import { cgroupDirs, cgroupProcs, hookUnavailable, sidecarsOf, startLibvirtd, uidOf, virsh, virshOk, type Libvirtd } from './libvirtd.js';
+import { cgroupDirs, cgroupProcs, hookUnavailable, shippedHook, sidecarsOf, startLibvirtd, testDomainXml, uidOf, virsh, virshOk, type Libvirtd } from './libvirtd.js';
 
 const NAME = `hikvm-${process.pid}`;
 
@@ -82,11 +82,7 @@ for (const f of ['vmlinuz', 'initrd.gz']) chmodSync(path.join(site, f), 0o644);
 
 // The shipped hook, with its settings block pointing at this checkout and this site.
 const hookSkip = hookUnavailable();
-const hook = readFileSync(path.join(REPO, 'examples', 'libvirt', 'hooks', 'qemu'), 'utf8')
-  .replace(/^HOSTINFO_CTL=.*$/m, `HOSTINFO_CTL=${path.join(REPO, 'bin', 'hostinfo-ctl')}`)
-  .replace(/^HOSTINFO_CONFIG=.*$/m, `HOSTINFO_CONFIG=${config}`)
-  .replace(/^# HOSTINFO_NODE=.*$/m, `HOSTINFO_NODE=${process.execPath}`)
-  .replace(/^LOG=$/m, `LOG=${hookLog}`);
+const hook = shippedHook(REPO, config, hookLog);
 const libvirtd: Libvirtd = await startLibvirtd(t, hookSkip === undefined ? { hook } : {});
 
 const daemon = await startDaemonAt(t, config, runtime);
@@ -119,20 +115,7 @@ const SETUPS: readonly Setup[] = [
 ];
 
 function domainXml(setup: Setup, console: string): string {
-  return `<domain type='qemu'>
-  <name>${NAME}</name>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>${site}/vmlinuz</kernel><initrd>${site}/initrd.gz</initrd><cmdline>console=ttyS0 panic=-1 quiet</cmdline></os>
-  <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
-  <devices>
-    <emulator>${setup.emulator}</emulator>
-    <serial type='file'><source path='${console}'/><target port='0'/></serial>
-    ${setup.port}
-    <memballoon model='none'/>
-  </devices>
-</domain>
-`;
+  return testDomainXml({ name: NAME, site, emulator: setup.emulator, console, devices: setup.port });
 }
 
 /** The guest's answer lines on its console (a tty: each ends in CR LF). */

@@ -204,3 +204,33 @@ function installHook(t: Teardown, text: string): void {
     if (madeDir) rmSync(dirname(HOOK_PATH), { recursive: true, force: true });
   });
 }
+
+export interface TestDomain {
+  readonly name: string;
+  readonly uuid?: string;
+  /** Holds vmlinuz and initrd.gz, readable by libvirt-qemu. */
+  readonly site: string;
+  readonly emulator: string;
+  /** The file the guest's ttyS0 is written to. */
+  readonly console: string;
+  /** Devices of the setup under test (a hostinfo port), inside <devices>. */
+  readonly devices: string;
+}
+
+/** The tests' TCG domain: 256 MiB, one vCPU, the test kernel and initrd, destroyed on power-off. */
+export function testDomainXml(domain: TestDomain): string {
+  return `<domain type='qemu'>
+  <name>${domain.name}</name>${domain.uuid === undefined ? '' : `\n  <uuid>${domain.uuid}</uuid>`}
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>${domain.site}/vmlinuz</kernel><initrd>${domain.site}/initrd.gz</initrd><cmdline>console=ttyS0 panic=-1 quiet</cmdline></os>
+  <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
+  <devices>
+    <emulator>${domain.emulator}</emulator>
+    <serial type='file'><source path='${domain.console}'/><target port='0'/></serial>
+    ${domain.devices}
+    <memballoon model='none'/>
+  </devices>
+</domain>
+`;
+}

@@ -25,7 +25,7 @@ import { startDaemonAt } from '../helpers/served-vm.js';
 import { checkSwitchOver, migratingGuestScript, numberedReplies, sessionReply } from '../helpers/migrating-guest.js';
 import { vmSessionOf } from '../helpers/proc-stats.js';
 import { CTL } from '../ctl/run-ctl.js';
-import { hookUnavailable, shippedHook, startLibvirtd, virsh, virshOk } from './libvirtd.js';
+import { hookUnavailable, shippedHook, startLibvirtd, testDomainXml, virsh, virshOk } from './libvirtd.js';
 import { startSecondLibvirtd, type SecondLibvirtd } from './second-libvirtd.js';
 
 const NAME = `himig-${process.pid}`;
@@ -94,21 +94,7 @@ interface Leg {
 }
 
 function domainXml(leg: Leg, uuid: string, console: string): string {
-  return `<domain type='qemu'>
-  <name>${NAME}</name>
-  <uuid>${uuid}</uuid>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>${site}/vmlinuz</kernel><initrd>${site}/initrd.gz</initrd><cmdline>console=ttyS0 panic=-1 quiet</cmdline></os>
-  <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
-  <devices>
-    <emulator>${leg.emulator}</emulator>
-    <serial type='file'><source path='${console}'/><target port='0'/></serial>
-    ${leg.port(`/var/lib/libvirt/qemu/hostinfo-${NAME}.sock`)}
-    <memballoon model='none'/>
-  </devices>
-</domain>
-`;
+  return testDomainXml({ name: NAME, uuid, site, emulator: leg.emulator, console, devices: leg.port(`/var/lib/libvirt/qemu/hostinfo-${NAME}.sock`) });
 }
 
 /** The source's migratable XML with what must differ on this one machine replaced; each must be there. */

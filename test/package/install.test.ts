@@ -26,6 +26,7 @@ const REQUIRED = [
   'package.json', 'README.md', 'SECURITY.md',
   'bin/hostinfo-qemu', 'bin/hostinfo-kvm', 'bin/hostinfo-ctl',
   'dist/launcher/main.js', 'dist/daemon/main.js', 'dist/sidecar/main.js', 'dist/ctl/main.js',
+  'dist/bundle/package.json', 'dist/bundle/launcher/main.js', 'dist/bundle/sidecar/main.js',
   'examples/systemd/hostinfod.service', 'examples/systemd/README.md',
   'examples/libvirt/hooks/qemu', 'examples/libvirt/emulator-wrapper', 'examples/libvirt/hostinfo-channel.xml', 'examples/libvirt/hostinfo-serial.xml', 'examples/libvirt/hostinfo-vhostmd-channel.xml', 'examples/libvirt/hostinfo.toml',
   'examples/proxmox/hostinfo-hook', 'examples/hostinfo.toml', 'examples/policies/default.toml',
@@ -60,7 +61,9 @@ t.test('npm pack, npm install -g into an empty prefix, and the installed command
   t.same(files.filter((file) => /^(test|bench|\.ci|node_modules)\/|^dist\/(test|bench)\//.test(file)), [], 'no tests, benchmarks, CI scripts or dependencies');
   t.same(files.filter((file) => /\.(ts|map)$/.test(file)), [], 'no TypeScript sources and no source maps (their sources do not ship)');
   // dist/ is not cleaned by `npm run build`: a compiled file whose source is gone would ship too.
-  const stale = files.filter((file) => file.startsWith('dist/') && file.endsWith('.js') && !existsSync(join(ROOT, file.slice('dist/'.length).replace(/\.js$/, '.ts'))));
+  // A bundle (dist/bundle/<program>/main.js, tools/bundle.mjs) stands for its entry's source.
+  const sourceOf = (file: string): string => file.slice('dist/'.length).replace(/^bundle\//, '').replace(/\.js$/, '.ts');
+  const stale = files.filter((file) => file.startsWith('dist/') && file.endsWith('.js') && !existsSync(join(ROOT, sourceOf(file))));
   t.same(stale, [], 'every compiled file has its source (run `npm run clean && npm run build` before packing otherwise)');
   const modeOf = (path: string): number => pack.files.find((entry) => entry.path === path)?.mode ?? 0;
   // (dist/daemon/main.js is not: npm makes a bin target executable when it installs it.)
