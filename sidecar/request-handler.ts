@@ -50,7 +50,9 @@ export function handleGuestFrame(context: RequestContext, frame: GuestFrame): Re
     : looksLikeReply(frame.head)
       ? { kind: 'echo' }
       : { kind: 'invalid', reason: `line longer than ${MAX_REQUEST_BYTES} bytes` };
-  if (parsed.kind === 'empty' || parsed.kind === 'echo') {
+  // A first line that is no known command may be the tail of what the guest sent the previous host
+  // end (see GuestFrame): a reply to it would answer the guest's next request, and every one after.
+  if (parsed.kind === 'empty' || parsed.kind === 'echo' || (frame.kind === 'line' && frame.maybeTail && !startsWithKnownWord(frame.bytes))) {
     return { reply: undefined, limiter: context.limiter, audit: undefined };
   }
   const command = parsed.kind === 'request' ? parsed.command.slice(0, MAX_ECHOED_COMMAND) : '-';
@@ -75,6 +77,19 @@ export function handleGuestFrame(context: RequestContext, frame: GuestFrame): Re
     reply = { status: STATUS.internalError, text: 'internal error' };
   }
   return { reply: formatReply(reply), limiter, audit: { command, status: reply.status } };
+}
+
+const COMMANDS: ReadonlySet<string> = new Set(['ping', 'help', 'version', 'all']);
+const SPACE = 0x20;
+
+/** Whether the line's first word (after any spaces) names a command or item, in any letter case. */
+function startsWithKnownWord(bytes: Buffer): boolean {
+  let start = 0;
+  while (start < bytes.length && bytes[start] === SPACE) start += 1;
+  let end = start;
+  while (end < bytes.length && bytes[end] !== SPACE) end += 1;
+  const word = bytes.toString('latin1', start, end).toLowerCase();
+  return COMMANDS.has(word) || isItemName(word);
 }
 
 function answer(context: RequestContext, items: readonly ItemName[], command: string, args: readonly string[]): Reply {

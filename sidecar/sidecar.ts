@@ -284,7 +284,7 @@ export class Sidecar {
   #query(line: string): string {
     const access = this.#options.channel.access;
     if (access === undefined) return '';
-    const outcome = handleGuestFrame(this.#requestContext(access), { kind: 'line', bytes: Buffer.from(line, 'latin1') });
+    const outcome = handleGuestFrame(this.#requestContext(access), { kind: 'line', bytes: Buffer.from(line, 'latin1'), maybeTail: false });
     if (outcome.audit !== undefined) this.#options.log.info({ event: 'request', query: true, vm: access.vm.name, command: outcome.audit.command, status: outcome.audit.status });
     return (outcome.reply ?? '').replace(/\n$/, '');
   }

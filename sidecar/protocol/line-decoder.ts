@@ -20,14 +20,21 @@ function view(chunk: Uint8Array, start: number, end: number): Buffer {
 }
 
 export type GuestFrame =
-  /** A complete line without its LF (and without one CR right before the LF); may share the pushed chunk's memory. */
-  | { readonly kind: 'line'; readonly bytes: Buffer }
+  /**
+   * A complete line without its LF (and without one CR right before the LF); may share the pushed
+   * chunk's memory. `maybeTail`: the first line of the stream, whose start this decoder did not
+   * see: the guest's tty may have sent its beginning to the host end before this one (the echo of
+   * a reply, split by a live migration's switch-over or a sidecar restart).
+   */
+  | { readonly kind: 'line'; readonly bytes: Buffer; readonly maybeTail: boolean }
   /** A line that exceeded MAX_REQUEST_BYTES, at its LF; `head` is its first bytes, for echo detection. */
   | { readonly kind: 'oversize'; readonly head: Buffer };
 
 export class GuestLineDecoder {
   readonly #pending = Buffer.alloc(MAX_REQUEST_BYTES);
   #length = 0;
+  /** No LF seen yet: the line in progress may have begun before this decoder's stream did. */
+  #atStart = true;
   #discarding = false;
   /** Discarding because bytes were lost, not because the line grew too long: no frame at the LF. */
   #silent = false;
@@ -46,7 +53,8 @@ export class GuestLineDecoder {
       if (lf !== -1 && this.#length === 0 && !this.#discarding && end - start < MAX_REQUEST_BYTES) {
         // The usual request: a whole line inside one chunk. It is framed where it lies, without
         // a copy into #pending and out again; the bound is the same (content < MAX_REQUEST_BYTES).
-        frames.push({ kind: 'line', bytes: view(chunk, start, end > start && chunk[end - 1] === CR ? end - 1 : end) });
+        frames.push({ kind: 'line', bytes: view(chunk, start, end > start && chunk[end - 1] === CR ? end - 1 : end), maybeTail: this.#atStart });
+        this.#atStart = false;
         start = lf + 1;
         continue;
       }
@@ -57,8 +65,9 @@ export class GuestLineDecoder {
         if (this.#silent) this.#silent = false;
         else frames.push({ kind: 'oversize', head: Buffer.from(this.#pending.subarray(0, MAX_REQUEST_BYTES - 1)) });
       } else {
-        frames.push({ kind: 'line', bytes: this.#takeLine() });
+        frames.push({ kind: 'line', bytes: this.#takeLine(), maybeTail: this.#atStart });
       }
+      this.#atStart = false;
       this.#length = 0;
       start = lf + 1;
     }
@@ -89,6 +98,7 @@ export class GuestLineDecoder {
     }
     // The line in progress ended inside the skipped bytes; only a line they leave unfinished
     // continues into what comes next.
+    this.#atStart = false;
     this.#length = 0;
     this.#discarding = false;
     this.#silent = false;

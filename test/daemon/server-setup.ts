@@ -110,6 +110,7 @@ export function fullSnapshot(takenAt: number): HostSnapshot {
       loadavg: [0.5, 0.4, 0.3], cpuusage: { user: 12.5, system: 3.1, iowait: 0.2, steal: 0, idle: 84.2 },
       pressure: { cpu: 1.2, memory: 0, io: 0.35 }, physmem: { total: 16303932, free: 123456, available: 9876543 },
       swap: { total: 0, free: 0 }, uptime: 123456.78, hostname: 'host01', kernel: '6.1.0-56-cloud-amd64', vmcount: 2,
+      pagedin: 48213376, pagedout: 91822040, hostcputime: 1234567.89,
     },
   };
 }

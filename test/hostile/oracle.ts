@@ -31,10 +31,19 @@ export function splitLines(stream: Buffer): { lines: ExpectedLine[]; tail: numbe
   let start = 0;
   for (let at = stream.indexOf(LF); at !== -1; at = stream.indexOf(LF, start)) {
     const raw = stream.subarray(start, at);
-    lines.push({ raw, answered: needsReply(raw) });
+    lines.push({ raw, answered: needsReply(raw) && (start > 0 || raw.length > MAX_LINE_CONTENT || firstWordKnown(raw)) });
     start = at + 1;
   }
   return { lines, tail: stream.length - start };
+}
+
+/**
+ * The stream's first line may be the tail of something the guest sent before this connection: it
+ * is answered only when its first word is a command or an item name (README, guest protocol).
+ */
+function firstWordKnown(raw: Buffer): boolean {
+  const word = /^ *([^ ]*)/.exec(raw.toString('latin1').replace(/\r$/, ''))?.[1]?.toLowerCase() ?? '';
+  return ['ping', 'help', 'version', 'all', ...ITEM_NAMES].includes(word);
 }
 
 export function needsReply(raw: Buffer): boolean {

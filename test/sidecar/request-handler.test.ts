@@ -3,7 +3,7 @@ import type { Access } from '../../policies/access.js';
 import { ITEM_NAMES, type ItemName } from '../../policies/items.js';
 import { FRESH_LIMITER, type LimiterState } from '../../policies/rate-limiter.js';
 import { GuestLineDecoder } from '../../sidecar/protocol/line-decoder.js';
-import { handleGuestFrame, type HeldSample, type RequestContext, type VmFacts } from '../../sidecar/request-handler.js';
+import { handleGuestFrame, type HeldSample, type RequestContext, type RequestOutcome, type VmFacts } from '../../sidecar/request-handler.js';
 
 /** Wall clock, epoch ms: hosttime only. */
 const WALL = 1_795_613_704_391;
@@ -55,9 +55,19 @@ function context(overrides: Partial<RequestContext> = {}): RequestContext {
   return { access: served(), limiter: FRESH_LIMITER, sample: SAMPLE, vm: VM, maxAgeMs: 5000, now: NOW, wallNow: WALL, version: '0.1.0', ...overrides };
 }
 
+/**
+ * A decoder past the stream's first line, as for a guest already talking to this sidecar (the first
+ * line of a connection is answered only when it starts with a known word: tested on its own below).
+ */
+function connected(): GuestLineDecoder {
+  const decoder = new GuestLineDecoder();
+  decoder.push(Buffer.from('\n'));
+  return decoder;
+}
+
 /** Sends one request line through decoder and handler, as the sidecar does. */
 function ask(line: string, ctx: RequestContext = context()): string | undefined {
-  const frames = new GuestLineDecoder().push(Buffer.from(`${line}\n`, 'latin1'));
+  const frames = connected().push(Buffer.from(`${line}\n`, 'latin1'));
   t.equal(frames.length, 1);
   return handleGuestFrame(ctx, frames[0]!).reply;
 }
@@ -118,7 +128,7 @@ t.test('400 for syntax, arity, binary and oversize input', async (t) => {
   t.equal(ask('help me'), '1.0 400 bad request: help takes no arguments\n');
   t.equal(ask('version 2'), '1.0 400 bad request: version takes no arguments\n');
   t.equal(ask('PING \xff'), '1.0 400 bad request: byte 0xff at column 6 is not printable ASCII\n');
-  const [oversize] = new GuestLineDecoder().push(Buffer.from(`${'a'.repeat(300)}\n`));
+  const [oversize] = connected().push(Buffer.from(`${'a'.repeat(300)}\n`));
   t.equal(handleGuestFrame(context(), oversize!).reply, '1.0 400 bad request: line longer than 256 bytes\n');
 });
 
@@ -165,13 +175,13 @@ t.test('PING, HELP, VERSION and hosttime answer without host data', async (t) =>
 t.test('blank lines and echoed replies get nothing and take no token', async (t) => {
   const ctx = context({ access: served(ITEM_NAMES, 1) });
   for (const line of ['', '   ', '1.0 200 16', '1.0 429 too many requests; retry after 1000 ms']) {
-    const frames = new GuestLineDecoder().push(Buffer.from(`${line}\r\n`));
+    const frames = connected().push(Buffer.from(`${line}\r\n`));
     const outcome = handleGuestFrame(ctx, frames[0]!);
     t.equal(outcome.reply, undefined, JSON.stringify(line));
     t.equal(outcome.limiter, ctx.limiter, 'limiter untouched');
     t.equal(outcome.audit, undefined);
   }
-  const [longEcho] = new GuestLineDecoder().push(Buffer.from(`1.0 200 ${'x'.repeat(600)}\n`));
+  const [longEcho] = connected().push(Buffer.from(`1.0 200 ${'x'.repeat(600)}\n`));
   t.equal(handleGuestFrame(ctx, longEcho!).reply, undefined, 'an oversize echo is still an echo');
 });
 
@@ -179,7 +189,7 @@ t.test('every non-empty request takes a token, whatever its outcome', async (t) 
   let limiter: LimiterState = FRESH_LIMITER;
   const replies: string[] = [];
   for (const line of ['nonsense', 'PING "open', 'hostname', 'physcpus']) {
-    const frames = new GuestLineDecoder().push(Buffer.from(`${line}\n`));
+    const frames = connected().push(Buffer.from(`${line}\n`));
     const outcome = handleGuestFrame(context({ access: served(['physcpus'], 3), limiter }), frames[0]!);
     limiter = outcome.limiter;
     replies.push(outcome.reply ?? '');
@@ -191,7 +201,7 @@ t.test('every non-empty request takes a token, whatever its outcome', async (t) 
 t.test('burst 3 interval 1 s at exact instants', async (t) => {
   let limiter: LimiterState = FRESH_LIMITER;
   const at = (now: number): string => {
-    const frames = new GuestLineDecoder().push(Buffer.from('physcpus\n'));
+    const frames = connected().push(Buffer.from('physcpus\n'));
     const outcome = handleGuestFrame(context({ access: served(['physcpus'], 3, 1000), limiter, now, sample: { ...SAMPLE, receivedAt: now } }), frames[0]!);
     limiter = outcome.limiter;
     return outcome.reply ?? '';
@@ -206,7 +216,7 @@ t.test('burst 3 interval 1 s at exact instants', async (t) => {
 });
 
 t.test('the audit record names the command and status', async (t) => {
-  const frames = new GuestLineDecoder().push(Buffer.from('PhysCpus\nxyz\n"q"\n'));
+  const frames = connected().push(Buffer.from('PhysCpus\nxyz\n"q"\n'));
   t.same(frames.map((frame) => handleGuestFrame(context(), frame).audit), [
     { command: 'physcpus', status: 200 },
     { command: 'xyz', status: 404 },
@@ -222,10 +232,10 @@ t.test('a fault inside the handler costs one request: 500, not a crash', async (
 
 t.test('ALL: every permitted item on one line, one token', async (t) => {
   const ctx = context({ access: served(['physcpus', 'cpumodel', 'loadavg', 'hostname', 'vcpus', 'vmmem', 'memlimit'], 1) });
-  const outcome = handleGuestFrame(ctx, new GuestLineDecoder().push(Buffer.from('ALL\n'))[0]!);
+  const outcome = handleGuestFrame(ctx, connected().push(Buffer.from('ALL\n'))[0]!);
   t.equal(outcome.reply, '1.0 200 physcpus=16 cpumodel="AMD EPYC 7B13 64-Core Processor" loadavg="0.52 0.48 0.40" hostname=host01 vcpus=2 vmmem="total=262144 balloon=none" memlimit=none\n');
   t.same(outcome.audit, { command: 'all', status: 200 });
-  const again = handleGuestFrame({ ...ctx, limiter: outcome.limiter }, new GuestLineDecoder().push(Buffer.from('all\n'))[0]!);
+  const again = handleGuestFrame({ ...ctx, limiter: outcome.limiter }, connected().push(Buffer.from('all\n'))[0]!);
   t.equal(again.reply, '1.0 429 too many requests; retry after 1000 ms\n', 'ALL took exactly the one token of burst 1');
 });
 
@@ -248,4 +258,20 @@ t.test('the new per-VM items: 503 with the reason when not known', async (t) => 
   t.equal(ask('cpulimit', context({ vm: { ...VM, cpuLimit: { value: 2, measuredAt: NOW - 5001 } } })), '1.0 503 host statistics unavailable: newest sample is 5.0 s old\n');
   t.equal(ask('vmname', context({ access: served(['physcpus']) })), '1.0 403 vmname is not permitted for this VM\n');
   t.equal(ask('vmmem', context({ vm: { ...VM, memory: { value: { total: 4194304, balloon: 3145728 }, measuredAt: NOW } } })), '1.0 200 total=4194304 balloon=3145728\n');
+});
+
+t.test('the first line of a connection is answered only when it starts with a command or item name', async (t) => {
+  // The tail of a reply's echo, cut by a live migration's switch-over: "…77a1344c" went to the
+  // source's sidecar, "d0a9\n" to the destination's. A 404 to it would answer the guest's next request.
+  const first = (text: string, ctx = context()): RequestOutcome => handleGuestFrame(ctx, new GuestLineDecoder().push(Buffer.from(text, 'latin1'))[0]!);
+  for (const tail of ['d0a9', '77a1344c', '0 200 16', '"physcpus"', '\x01']) {
+    t.same(first(`${tail}\n`), { reply: undefined, limiter: FRESH_LIMITER, audit: undefined }, `${JSON.stringify(tail)}: no reply, no token, no audit line`);
+  }
+  t.equal(first('PhysCpus\r\n').reply, '1.0 200 16\n', 'a request in any letter case');
+  t.match(first('  help x\n').reply, /^1\.0 400 /, 'a known word with bad arguments: its 400');
+  t.match(first('hostname\n', context({ access: served(['physcpus']) })).reply, /^1\.0 403 /, 'an item outside the policy: its 403');
+  const decoder = new GuestLineDecoder();
+  const [tail, next] = decoder.push(Buffer.from('d0a9\nd0a9\n'));
+  t.equal(handleGuestFrame(context(), tail!).reply, undefined);
+  t.match(handleGuestFrame(context(), next!).reply, /^1\.0 404 unknown command: d0a9/, 'from the second line on, an unknown command is a 404');
 });

@@ -113,3 +113,15 @@ t.test('skip ends an oversize line without its report, when its LF is among the 
   decoder.skip(Buffer.from('AAAA\n'));
   t.same(text(decoder.push(Buffer.from('PING\n'))), ['line:PING']);
 });
+
+t.test('only the first line of the stream may be a tail of what came before it', async (t) => {
+  const tails = (decoder: GuestLineDecoder, ...chunks: string[]): boolean[] =>
+    chunks.flatMap((chunk) => decoder.push(Buffer.from(chunk)).flatMap((frame) => (frame.kind === 'line' ? [frame.maybeTail] : [])));
+  t.same(tails(new GuestLineDecoder(), 'd0a9\nphyscpus\n', 'ping\n'), [true, false, false], 'one chunk, then another');
+  t.same(tails(new GuestLineDecoder(), 'd0', 'a9', '\nping\n'), [true, false], 'the first line across chunks');
+  const skipped = new GuestLineDecoder();
+  skipped.skip(Buffer.from('dropped\n'));
+  t.same(tails(skipped, 'ping\n'), [false], 'a line after skipped bytes that ended one starts at a line start');
+  const long = new GuestLineDecoder();
+  t.same(tails(long, `${'x'.repeat(MAX_REQUEST_BYTES + 10)}\nping\n`), [false], 'after an oversize first line');
+});
