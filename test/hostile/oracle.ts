@@ -25,13 +25,17 @@ function echoShaped(bytes: Buffer): boolean {
   return /^1\.0 [0-9]{3}( |$)/.test(text);
 }
 
-/** Splits a guest byte stream on LF; the tail after the last LF is not a line yet. */
-export function splitLines(stream: Buffer): { lines: ExpectedLine[]; tail: number } {
+/**
+ * Splits a guest byte stream on LF; the tail after the last LF is not a line yet. `connectionStart`:
+ * the stream is the first the host end receives on its connection (else lines came before it).
+ */
+export function splitLines(stream: Buffer, { connectionStart = true } = {}): { lines: ExpectedLine[]; tail: number } {
   const lines: ExpectedLine[] = [];
   let start = 0;
   for (let at = stream.indexOf(LF); at !== -1; at = stream.indexOf(LF, start)) {
     const raw = stream.subarray(start, at);
-    lines.push({ raw, answered: needsReply(raw) && (start > 0 || raw.length > MAX_LINE_CONTENT || firstWordKnown(raw)) });
+    const first = connectionStart && start === 0;
+    lines.push({ raw, answered: needsReply(raw) && (!first || raw.length > MAX_LINE_CONTENT || firstWordKnown(raw)) });
     start = at + 1;
   }
   return { lines, tail: stream.length - start };
