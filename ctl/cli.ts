@@ -59,8 +59,9 @@ Verbs:
                          audit, not counted in the VM's requests
   hook libvirt [--root DIR] -- NAME OPERATION SUB-OPERATION EXTRA
                          for /etc/libvirt/hooks/qemu (domain XML on stdin): attaches the
-                         domain's hostinfo ports on "started" and "reconnect", detaches on
-                         "stopped"; never fails a domain's start (always exits 0). --root:
+                         domain's hostinfo ports (and a vhostmd channel beside one) on "started"
+                         and "reconnect", detaches libvirt's pidfile's QEMU on "stopped"; never
+                         fails a domain's start (always exits 0). --root:
                          read /run/libvirt/qemu (the domain's pidfile) under DIR
   hook proxmox [--serial N] [--root DIR] -- VMID PHASE
                          for a Proxmox hookscript: attaches /var/run/qemu-server/VMID.serialN
@@ -73,6 +74,9 @@ Verbs:
   --json               one JSON object on stdout instead of text (status, reload, attach, detach,
                        check, explain)
   --help, --version
+
+A VM is named by its id (its directory under vms/), its QEMU pid, its name or its uuid; a name or
+uuid two VMs share (both ends of a live migration on one host) is refused: give the id or pid.
 
 Exit status: 0 done (check: every file valid), 1 refused or failed (check: an invalid file), 2 bad
 usage, 3 no hostinfod answers, 4 permission denied.
