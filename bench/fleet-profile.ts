@@ -2,16 +2,18 @@
 // daemon's own sidecars (and of the daemon) while all 100 guests ask at once. Not a row of
 // `npm run bench`: run it by hand, node dist/bench/fleet-profile.js [VMS] [OUT_DIR] [ROUNDS].
 //
-// Production is untouched: hostinfod spawns sidecars with an empty environment, so no NODE_OPTIONS
-// or --cpu-prof can reach them. Instead each profiled process gets SIGUSR1, Node's own signal to
-// open its inspector on 127.0.0.1:9229 (root, which the bench runs as, may signal the sidecar
-// user), is profiled over the inspector protocol, and closes the inspector again, freeing the port
-// for the next one. Profiled one at a time, each under its own load run of the same shape.
+// hostinfod spawns sidecars with an empty environment, so no NODE_OPTIONS or --cpu-prof can reach
+// them. Instead this fleet's hostinfod runs with HOSTINFO_ALLOW_INSPECTOR=1, which lets SIGUSR1
+// open Node's inspector on 127.0.0.1:9229 in it and its sidecars (both ignore the signal
+// otherwise); each profiled process gets SIGUSR1 (root, which the bench runs as, may signal the
+// sidecar user), is profiled over the inspector protocol, and closes the inspector again, freeing
+// the port for the next one. Profiled one at a time, each under its own load run of the same shape.
 
 import { writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
+import { ALLOW_INSPECTOR_ENV } from '../common/inspector-signal.js';
 import { Fleet } from './fleet.js';
 import { concurrentRoundTrips } from './fleet-roundtrip.js';
 import { poll } from './fleet-site.js';
@@ -131,7 +133,8 @@ async function cpuSplit(fleet: Fleet, sidecars: readonly number[], load: () => P
 }
 let lastLoadMs = 0;
 
-const fleet = await Fleet.start(VMS);
+// hostinfod and its sidecars ignore SIGUSR1 unless told otherwise (common/inspector-signal.ts).
+const fleet = await Fleet.start(VMS, { [ALLOW_INSPECTOR_ENV]: '1' });
 try {
   const guests = fleet.vms.map((vm) => vm.guest);
   const load = (): Promise<number[]> => concurrentRoundTrips(guests, 'physcpus', /^1\.0 200 \d+$/, ROUNDS);

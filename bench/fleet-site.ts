@@ -89,10 +89,10 @@ export class DaemonProcess {
   readonly lines: LogLine[] = [];
   #stderr = '';
 
-  constructor(site: Site) {
+  constructor(site: Site, extraEnv: NodeJS.ProcessEnv = {}) {
     this.child = spawnNoted(process.execPath, [bin('daemon/main.js'), '--config', site.config, '--runtime-dir', site.runtime], {
       stdio: ['ignore', 'ignore', 'pipe'],
-      env: cleanEnv(),
+      env: cleanEnv(extraEnv),
     });
     let partial = '';
     this.child.stderr?.on('data', (chunk: Buffer) => {

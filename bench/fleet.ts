@@ -81,10 +81,13 @@ export class Fleet {
     this.daemon = daemon;
   }
 
-  /** Starts hostinfod, then registers `count` VMs; resolves once every VM's sidecar answers its guest from host data. */
-  static async start(count: number): Promise<Fleet> {
+  /**
+   * Starts hostinfod (with `daemonEnv` added to its environment), then registers `count` VMs;
+   * resolves once every VM's sidecar answers its guest from host data.
+   */
+  static async start(count: number, daemonEnv: NodeJS.ProcessEnv = {}): Promise<Fleet> {
     const site = await makeSite('hostinfo-fleet-');
-    const fleet = new Fleet(site, new DaemonProcess(site));
+    const fleet = new Fleet(site, new DaemonProcess(site, daemonEnv));
     try {
       await fleet.daemon.waitFor('hostinfod listening', (line) => line['event'] === 'listening');
       await pool(count, START_CONCURRENCY, (index) => fleet.#register(index));

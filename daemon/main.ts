@@ -4,6 +4,7 @@
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { closeInheritedFds } from '../common/inherited-fds.js';
+import { ALLOW_INSPECTOR_ENV, keepInspectorClosed } from '../common/inspector-signal.js';
 import { LOGS_DIR, openLogNoFollow, prepareRuntimeTree } from '../common/runtime-tree.js';
 import { HOSTINFO_VERSION } from '../common/version.js';
 import { loadHostConfig } from '../policies/host-config.js';
@@ -50,6 +51,7 @@ async function main(): Promise<void> {
     daemon?.reload().catch((error: unknown) => log.error({ event: 'reload-failed', err: (error as Error).message }));
   };
   process.on('SIGHUP', reload);
+  keepInspectorClosed(process.env[ALLOW_INSPECTOR_ENV] === '1', () => log.warn({ event: 'signal', signal: 'SIGUSR1' }, `ignored: it would open Node's inspector to every local user (${ALLOW_INSPECTOR_ENV}=1 allows it, for profiling)`));
   try {
     const config = await loadConfig();
     // Both read once, at start: the runtime tree and the socket keep them until a restart.

@@ -10,6 +10,7 @@ import { closeSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ALLOW_INSPECTOR_ENV } from '../common/inspector-signal.js';
 import { GUEST_SOCKET, LOGS_DIR, QMP_SOCKET, VHOSTMD_SOCKET, openLogNoFollow } from '../common/runtime-tree.js';
 import type { VmRecord } from '../common/vm-record.js';
 import { findAccount, type Account } from './passwd.js';
@@ -98,7 +99,8 @@ export async function launchSidecar(launch: SidecarLaunch): Promise<LaunchedSide
   const log = openLogNoFollow(join(launch.runtimeDir, LOGS_DIR, `${launch.id}.sidecar.log`));
   try {
     const main = sidecarMain();
-    const sidecar = [process.execPath, main, '--channel-fd', String(CHANNEL_FD), ...reachFlags(reach, sockets !== undefined), '--qemu-pid', String(launch.qemuPid)];
+    const inspector = process.env[ALLOW_INSPECTOR_ENV] === '1' ? ['--allow-inspector'] : [];
+    const sidecar = [process.execPath, main, '--channel-fd', String(CHANNEL_FD), ...reachFlags(reach, sockets !== undefined), '--qemu-pid', String(launch.qemuPid), ...inspector];
     const [command, prefix] = runAs(launch.account);
     // fd 4 stays closed in the sidecar when there is no QMP socket.
     const passed: StdioOptions = sockets === undefined ? [] : [sockets.qmp ?? 'ignore', sockets.guest, ...(sockets.vhostmd === undefined ? [] : [sockets.vhostmd])];

@@ -3,7 +3,8 @@
 import { parseFlagValues } from '../common/flags.js';
 
 export const USAGE = `Usage: hostinfo-sidecar --channel-fd N ([--qmp-fd N] --guest-fd N [--vhostmd-fd N] |
-                        [--qmp PATH] --guest PATH [--vhostmd PATH]) [--qemu-pid PID] [--help] [--version]
+                        [--qmp PATH] --guest PATH [--vhostmd PATH]) [--qemu-pid PID] [--allow-inspector]
+                        [--help] [--version]
 
 Stands beside one QEMU VM and answers its guest's hostinfo requests. hostinfod starts it, one per
 registered VM, as an unprivileged user, and is its only source of policy and host data: the
@@ -22,6 +23,9 @@ configuration file.
   --vhostmd PATH    the vhostmd port's chardev socket, to connect to; without either, the VM
                     has no vhostmd port
   --qemu-pid PID    QEMU's pid, for vcpudelay, until the daemon's access message says otherwise
+  --allow-inspector let SIGUSR1 open Node's inspector on 127.0.0.1:9229, for profiling only: any
+                    local user can connect to it (hostinfod passes it under
+                    HOSTINFO_ALLOW_INSPECTOR=1); without it SIGUSR1 is logged and ignored
   --help, --version
 
 Logs are JSON lines on stderr, including one audit line per guest request (rate-bounded).
@@ -37,6 +41,8 @@ export interface SidecarFlags {
   readonly channelFd: number;
   readonly reach: Reach;
   readonly qemuPid: number | undefined;
+  /** Let SIGUSR1 open Node's inspector (profiling only: hostinfod passes it under HOSTINFO_ALLOW_INSPECTOR=1). */
+  readonly allowInspector: boolean;
 }
 
 export type ParsedSidecarFlags =
@@ -56,6 +62,7 @@ export function parseSidecarFlags(argv: readonly string[]): ParsedSidecarFlags {
     'channel-fd': { type: 'string' }, 'qmp-fd': { type: 'string' }, 'guest-fd': { type: 'string' },
     qmp: { type: 'string' }, guest: { type: 'string' }, 'qemu-pid': { type: 'string' },
     'vhostmd-fd': { type: 'string' }, vhostmd: { type: 'string' },
+    'allow-inspector': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' },
   });
   if (!parsed.ok) return { kind: 'error', message: parsed.message };
@@ -75,5 +82,5 @@ export function parseSidecarFlags(argv: readonly string[]): ParsedSidecarFlags {
   else if (values.guest !== undefined && values.guest !== '' && values.qmp !== '' && values.vhostmd !== '' && qmpFd === undefined && guestFd === undefined && vhostmdFd === undefined) {
     reach = { kind: 'path', qmpPath: values.qmp, guestPath: values.guest, vhostmdPath: values.vhostmd };
   } else return { kind: 'error', message: 'give either --guest-fd (and maybe --qmp-fd, --vhostmd-fd), or --guest (and maybe --qmp, --vhostmd)' };
-  return { kind: 'run', flags: { channelFd: channelFd as number, reach, qemuPid: qemuPid as number | undefined } };
+  return { kind: 'run', flags: { channelFd: channelFd as number, reach, qemuPid: qemuPid as number | undefined, allowInspector: values['allow-inspector'] === true } };
 }

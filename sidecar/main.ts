@@ -3,6 +3,7 @@
 
 import { Socket } from 'node:net';
 import { closeInheritedFds } from '../common/inherited-fds.js';
+import { keepInspectorClosed } from '../common/inspector-signal.js';
 import { HOSTINFO_VERSION } from '../common/version.js';
 import { parseSidecarFlags, USAGE } from './cli.js';
 import { DaemonChannel } from './daemon-channel.js';
@@ -43,6 +44,7 @@ async function main(): Promise<void> {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void sidecar.stop(`signal ${signal}`));
   // SIGHUP is the daemon's: policies reach the sidecar over the channel.
   process.on('SIGHUP', () => log.info({ event: 'signal', signal: 'SIGHUP' }, 'ignored: hostinfod re-reads policies'));
+  keepInspectorClosed(flags.allowInspector, () => log.warn({ event: 'signal', signal: 'SIGUSR1' }, 'ignored: it would open Node\'s inspector to every local user'));
   try {
     await sidecar.start();
   } catch (error) {
