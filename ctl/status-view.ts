@@ -1,6 +1,7 @@
 // hostinfo-ctl status as people read it: one header line for the daemon, an aligned table with a
 // row per VM, or every field of one VM. The --json form is the StatusReply itself.
 
+import { matchVmKey } from '../common/vm-key.js';
 import type { StatusReply, VmStatus } from '../daemon/messages.js';
 
 export function formatDuration(ms: number): string {
@@ -68,15 +69,9 @@ export function vmDetails(vm: VmStatus, now: number): string {
   return fields.map(([key, value]) => `${`${key}:`.padEnd(width + 2)}${value}`).join('\n') + '\n';
 }
 
-/**
- * A VM by directory id or QEMU pid, else by name or uuid; or why none is meant. A name or uuid two
- * VMs share (both QEMUs of a VM live-migrating on this host) names neither, as hostinfod's own
- * lookup refuses it (AMBIGUOUS_VM).
- */
+/** A VM as common/vm-key.ts names it, or why none is meant. */
 export function findVm(status: StatusReply, key: string): VmStatus | string {
-  const exact = status.vms.find((vm) => vm.id === key) ?? status.vms.find((vm) => String(vm.vm.pid) === key);
-  if (exact !== undefined) return exact;
-  const named = status.vms.filter((vm) => vm.vm.name === key || vm.vm.uuid === key);
-  if (named.length > 1) return `${JSON.stringify(key)} names ${named.length} VMs (${named.map((vm) => `${vm.id}, QEMU pid ${vm.vm.pid}`).join('; ')}): name one by its id or QEMU pid`;
-  return named[0] ?? `no VM ${JSON.stringify(key)} is registered (hostinfo-ctl status lists them)`;
+  const match = matchVmKey(status.vms, key, (vm) => ({ id: vm.id, pids: [vm.vm.pid], name: vm.vm.name, uuid: vm.vm.uuid }));
+  if (match.kind === 'found') return match.vm;
+  return match.kind === 'ambiguous' ? match.message : `no VM ${JSON.stringify(key)} is registered (hostinfo-ctl status lists them)`;
 }

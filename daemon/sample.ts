@@ -2,8 +2,9 @@
 // structured (numbers, not preformatted text) so the receiving side can validate each one; the
 // sidecar alone turns them into guest-visible text.
 
-import type { HostItemName } from '../policies/items.js';
+import type { Exact } from '../common/exact.js';
 import { isAmount, isCount, isPlainObject } from '../common/json-checks.js';
+import type { HostItemName } from '../policies/items.js';
 
 export interface HostValues {
   physcpus: number;
@@ -33,7 +34,6 @@ export interface HostValues {
 }
 
 // Compile-time proof that the sample covers exactly the catalogue's cache-sourced items.
-type Exact<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
 const coversCatalogue: Exact<keyof HostValues, HostItemName> = true;
 void coversCatalogue;
 

@@ -6,6 +6,7 @@ import { readdirSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { processGid, processStartTime, processUid, sameProcess } from '../common/proc.js';
 import { VMS_DIR } from '../common/runtime-tree.js';
+import { matchVmKey } from '../common/vm-key.js';
 import type { VmRecord } from '../common/vm-record.js';
 import type { AccessSummary, ReloadChange } from './control-messages.js';
 import { ProtocolError, type AccessMessage, type VmStatus } from './messages.js';
@@ -65,21 +66,12 @@ export class VmFleet {
     return [...this.#keepers.values()].find((keeper) => keeper.pid === pid || keeper.record.pid === pid);
   }
 
-  /**
-   * A VM by its directory id, its QEMU pid, or else its name or uuid; NO_SUCH_VM otherwise. A name
-   * or uuid two VMs share (both QEMUs of a VM live-migrating on this host) is AMBIGUOUS_VM: acting
-   * on either could be acting on the wrong one.
-   */
+  /** A VM as common/vm-key.ts names it; NO_SUCH_VM, or AMBIGUOUS_VM for a shared name or uuid. */
   find(key: string): VmKeeper {
-    const exact = this.#keepers.get(key) ?? (/^\d+$/.test(key) ? this.keeperOfPid(Number(key)) : undefined);
-    if (exact !== undefined) return exact;
-    const named = [...this.#keepers.values()].filter((candidate) => candidate.record.name === key || candidate.record.uuid === key);
-    const [keeper, ...others] = named;
-    if (keeper === undefined) throw new ProtocolError('NO_SUCH_VM', `no VM ${JSON.stringify(key)} is served (hostinfo-ctl status lists them)`);
-    if (others.length > 0) {
-      throw new ProtocolError('AMBIGUOUS_VM', `${JSON.stringify(key)} names ${named.length} VMs (${named.map((candidate) => `${candidate.id}, QEMU pid ${candidate.pid}`).join('; ')}): name one by its id or QEMU pid`);
-    }
-    return keeper;
+    const match = matchVmKey([...this.#keepers.values()], key, (keeper) => ({ id: keeper.id, pids: [keeper.pid, keeper.record.pid], name: keeper.record.name, uuid: keeper.record.uuid }));
+    if (match.kind === 'ambiguous') throw new ProtocolError('AMBIGUOUS_VM', match.message);
+    if (match.kind === 'none') throw new ProtocolError('NO_SUCH_VM', `no VM ${JSON.stringify(key)} is served (hostinfo-ctl status lists them)`);
+    return match.vm;
   }
 
   /** Stops serving an attached VM. */

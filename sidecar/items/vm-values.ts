@@ -2,6 +2,7 @@
 // items' values are daemon/sample.ts's HostValues; together they type every item, so the item
 // service and each codec work on numbers and records, never on reply text.
 
+import type { Exact } from '../../common/exact.js';
 import type { HostValues } from '../../daemon/sample.js';
 import type { ItemName, SidecarItemName } from '../../policies/items.js';
 
@@ -30,7 +31,6 @@ export interface VmValues {
 }
 
 // Compile-time proof that VmValues covers exactly the catalogue's sidecar items.
-type Exact<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
 const coversCatalogue: Exact<keyof VmValues, SidecarItemName> = true;
 void coversCatalogue;
 
